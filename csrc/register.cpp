@@ -1,0 +1,18 @@
+// Schemas of the kernel ops: namespace `fastnoise_kernels`, one device kernel each (CPU in
+// csrc/<op>/cpu.cpp, CUDA in csrc/<op>/cuda_glue.cpp + cuda.cu). The public, differentiable,
+// backend-selecting ops live in Python as `fastnoise::<op>` (fastnoise/ops/) and call these.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import fastnoise._C` loads this library, which runs the registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "fastnoise C++ kernels", -1, nullptr};
+  return PyModule_Create(&def);
+}
+}
+
+TORCH_LIBRARY(fastnoise_kernels, m) {
+  // rng: state = int64[2] (seed, offset); kind 0 raw (int64 out), 1 uniform, 2 normal (float32 out)
+  m.def("philox(Tensor state, int count, int kind) -> Tensor");
+}

@@ -1,0 +1,7 @@
+"""`python -m fastnoise info | train | eval | bench`."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Eager PyTorch references: the ground truth of the tests and the baseline of the benchmarks."""

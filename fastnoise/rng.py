@@ -1,0 +1,153 @@
+"""The RNG contract: one counter-based generator, Philox4x32-10, bit-identical in every backend.
+
+Bit layout (the same in csrc/philox.h, fastnoise/triton_kernels/philox.py and
+fastnoise/reference/rng.py):
+
+* key: ``k0 = seed & 0xffffffff``, ``k1 = seed >> 32`` (seed in [0, 2**63)).
+* element ``g = offset + i`` of a call (``i`` the flat, row-major index of the output element) lives
+  in Philox block ``c = g >> 2``: counter words ``(c & 0xffffffff, c >> 32, 0, 0)``.
+  (Counter word 2 is reserved for independent sub-streams; every op uses 0 today.)
+* ``raw(g)`` = output word ``g & 3`` of ``Philox4x32_10(counter, key)``.
+* ``uniform(g) = (raw(g) >> 8) * 2**-24``: in [0, 1), exact in float32, bit-identical everywhere.
+* ``normal(g)``: Box-Muller on words ``(2j, 2j + 1)`` of block ``c``, ``j = (g >> 1) & 1``:
+  ``r = sqrt(-2 log(1 - uniform(w[2j])))``, ``t = float32(2*pi) * uniform(w[2j+1])`` (one float32
+  product), ``normal(g) = r cos t`` for even ``g`` and ``r sin t`` for odd ``g``. Backends agree to a
+  few ulp (their log/sin/cos differ); a backend's forward and backward agree bit for bit.
+
+The value of an element depends only on (seed, offset + i): never on grid, block, thread count or
+vector width. Ops never store noise for the backward pass; they regenerate it from the state.
+
+A *state* is an int64 tensor ``[seed, offset]`` on the device of the data. Layers keep one as a
+buffer (:class:`PhiloxStream`) and advance its offset after every call, so compiled graphs read
+fresh offsets without recompiling. Functional ops without an explicit seed draw from the global
+stream, seeded by :func:`manual_seed`.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from . import _backend, _checks
+from .ops._dispatch import kernel
+
+__all__ = ["raw", "uniform", "normal", "manual_seed", "make_state", "next_state", "PhiloxStream",
+           "KIND_RAW", "KIND_UNIFORM", "KIND_NORMAL"]
+
+KIND_RAW, KIND_UNIFORM, KIND_NORMAL = 0, 1, 2
+_DEVICE = Union[str, torch.device]
+
+
+@torch.library.custom_op("fastnoise::philox", mutates_args=())
+def _philox(state: torch.Tensor, count: int, kind: int, backend: str) -> torch.Tensor:
+    return kernel("rng", "philox", backend)(state, count, kind)
+
+
+@_philox.register_fake
+def _(state, count, kind, backend):
+    return state.new_empty(count, dtype=torch.int64 if kind == KIND_RAW else torch.float32)
+
+
+def make_state(seed: int, offset: int = 0, device: _DEVICE = "cpu") -> torch.Tensor:
+    """The int64 tensor ``[seed, offset]`` that every noise op takes, on `device`."""
+    seed, offset = _checks.seed_offset(seed, offset)
+    return torch.tensor([seed, offset], dtype=torch.int64, device=device)
+
+
+def _stream(count: int, seed: int, offset: int, kind: int, device: _DEVICE, backend: Optional[str]) -> torch.Tensor:
+    _checks.integer("count", count, lo=0)
+    state = make_state(seed, offset, device)
+    return _philox(state, count, kind, _backend.resolve(state.device, backend))
+
+
+def raw(count: int, seed: int, offset: int = 0, *, device: _DEVICE = "cpu",
+        backend: Optional[str] = None) -> torch.Tensor:
+    """Raw 32-bit words of elements ``offset .. offset+count-1`` of the stream `seed`, as int64 in [0, 2**32).
+
+    >>> fastnoise.rng.raw(4, seed=0)  # words of Philox4x32_10(ctr=0, key=0)
+    tensor([1713891541, 3781805453, 3159862348, 2600524760])
+    """
+    return _stream(count, seed, offset, KIND_RAW, device, backend)
+
+
+def uniform(count: int, seed: int, offset: int = 0, *, device: _DEVICE = "cpu",
+            backend: Optional[str] = None) -> torch.Tensor:
+    """float32 uniforms in [0, 1): ``(raw >> 8) * 2**-24``; bit-identical across backends."""
+    return _stream(count, seed, offset, KIND_UNIFORM, device, backend)
+
+
+def normal(count: int, seed: int, offset: int = 0, *, device: _DEVICE = "cpu",
+           backend: Optional[str] = None) -> torch.Tensor:
+    """float32 standard normals (Box-Muller, see the module docstring); backends agree to a few ulp."""
+    return _stream(count, seed, offset, KIND_NORMAL, device, backend)
+
+
+# ---- streams that advance ---------------------------------------------------------------------
+
+def _round4(n: int) -> int:
+    return (int(n) + 3) // 4 * 4
+
+
+class _GlobalStream:
+    def __init__(self) -> None:
+        self.seed: Optional[int] = None
+        self.offset = 0
+
+    def next(self, numel: int) -> tuple[int, int]:
+        if self.seed is None:  # follow torch's global seed unless fastnoise.rng.manual_seed was called
+            self.seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+        out = (self.seed, self.offset)
+        self.offset += _round4(numel)
+        return out
+
+
+_global = _GlobalStream()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the global stream used by functional ops called without a seed (offset restarts at 0)."""
+    _global.seed, _ = _checks.seed_offset(seed, 0)
+    _global.offset = 0
+
+
+def next_state(numel: int, device: _DEVICE, seed: Optional[int] = None, offset: Optional[int] = None) -> torch.Tensor:
+    """The state for a call using `numel` noise elements.
+
+    With `seed` given: ``[seed, offset or 0]``, nothing advances. Without: the next slice of the global
+    stream, which advances by `numel` rounded up to a multiple of 4.
+    """
+    if seed is None:
+        if offset is not None:
+            raise ValueError("offset requires seed: pass both, or neither to use the global stream")
+        seed, offset = _global.next(numel)
+    return make_state(seed, 0 if offset is None else offset, device)
+
+
+class PhiloxStream(torch.nn.Module):
+    """A per-module noise stream: a buffer ``state = [seed, offset]`` whose offset advances per call.
+
+    ``seed=None`` draws the seed from torch's global generator at construction (so
+    ``torch.manual_seed`` makes models reproducible). The buffer follows ``.to(device)`` and is saved
+    in the state_dict, so a reloaded model continues the same stream. `next(numel)` returns the
+    state to use now and advances the offset in place (tensor ops only: safe under torch.compile).
+    """
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        super().__init__()
+        if seed is None:
+            seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+        self.register_buffer("state", make_state(seed, 0))
+
+    def next(self, numel: int) -> torch.Tensor:
+        current = self.state.clone()
+        self.state[1] += _round4(numel)
+        return current
+
+    def reseed(self, seed: int, offset: int = 0) -> None:
+        seed, offset = _checks.seed_offset(seed, offset)
+        with torch.no_grad():
+            self.state.copy_(torch.tensor([seed, offset], dtype=torch.int64))
+
+    def extra_repr(self) -> str:
+        s, o = self.state.tolist()
+        return f"seed={s}, offset={o}"
