@@ -7,9 +7,10 @@ from . import _ext
 from ._backend import BACKENDS, BackendUnavailableError, available_backends, current_backend, use_backend
 from .version import __version__
 from . import rng, ops
+from .convert import convert
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "current_backend", "use_backend",
-           "rng", "ops", "__version__", "info"]
+           "rng", "ops", "convert", "__version__", "info"]
 
 
 def info() -> str:
