@@ -338,13 +338,13 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             tot_loss += loss.detach().double() * len(y)
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
+        lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        metrics = {"epoch": epoch + 1, "lr": lr_used,
                    "train_loss": float(tot_loss) / max(n_seen, 1), "train_acc": int(tot_correct) / max(n_seen, 1),
                    "epoch_time_s": time.perf_counter() - te}
         if d.rank == 0 and config.early_stop:
-            v = evaluate(model, val_loader, eps, alpha, steps if config.recipe != "standard" else steps,
-                         max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
+            v = evaluate(model, val_loader, eps, alpha, steps, max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
             metrics.update(val_clean=v["clean"], val_robust=v["robust"])
         hooks.on_epoch_end(model, epoch + 1, metrics)
         history.append(metrics)
