@@ -280,3 +280,23 @@ def test_cli_train_config_flags_resume_and_errors(tmp_path, capsys):
         assert msg in capsys.readouterr().err
     assert cli_main(["train", "--config", str(cfg), "--milestones", "1", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["milestones"] == [1]
+
+
+def test_cifar_format_run_with_augmentation_and_reload(tmp_path):
+    from test_data import _cifar_folder
+    _cifar_folder(tmp_path / "data", "cifar10")
+    seen = []
+
+    class Spy(Hooks):
+        def extra_loss(self, model, x, y, logits):
+            seen.append(x.detach().clone())
+
+    cfg = TrainConfig(dataset="cifar10", data_root=str(tmp_path / "data"), model="resnet20", epochs=1, batch_size=16,
+                      steps=1, val_samples=5, quiet=True, out_dir=str(tmp_path / "run"))
+    r = fit(cfg, Spy())
+    assert 0 <= r["test_clean"] <= 1 and r["test_attack"].startswith("PGD-1 eps=0.03137 alpha=0.07843")
+    assert len(seen) == 3 and seen[0].shape == (16, 3, 32, 32)
+    # augmented adversarial batches: crops bring in zero padding, values stay in [0, 1]
+    assert float(torch.cat(seen).min()) >= 0 and float(torch.cat(seen).max()) <= 1
+    model, c = load_checkpoint(tmp_path / "run")
+    assert c.dataset == "cifar10" and torch.allclose(model[0].mean.flatten(), torch.tensor([0.4914, 0.4822, 0.4465]))
