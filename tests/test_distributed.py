@@ -46,6 +46,10 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
     assert any(not torch.equal(a[k], fastnoise.models.build("mlp", 4, 1, 8, width=32).state_dict()[k]) for k in a)
+    # logged metrics cover both shards: the same as one process
+    h1 = json.loads((single_dir / "last.json").read_text())["history"]
+    for k in ("train_loss", "train_acc", "val_robust"):
+        assert [h[k] for h in meta["history"]] == pytest.approx([h[k] for h in h1], rel=1e-4), k
     # nothing but rank 0's files
     assert len(list(ddp_dir.iterdir())) == len(list(single_dir.iterdir())) == 6
 

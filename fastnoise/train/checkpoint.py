@@ -211,10 +211,15 @@ def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_s
     return prefix.with_name(prefix.name + ".json")
 
 
+def _files(j: Path, meta: dict) -> dict:
+    name = j.name[: -len(".json")]  # checkpoints before save tags: <name>.safetensors, <name>.state.safetensors
+    return meta.get("files", {"weights": f"{name}.safetensors", "state": f"{name}.state.safetensors"})
+
+
 def weights_path(path: _PathLike) -> Path:
     """The model-weights safetensors file of the checkpoint at `path` (a plain state_dict)."""
     j = resolve_path(path)
-    return j.with_name(json.loads(j.read_text())["files"]["weights"])
+    return j.with_name(_files(j, json.loads(j.read_text()))["weights"])
 
 
 def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, state: bool = False):
@@ -223,8 +228,9 @@ def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, sta
     meta = json.loads(j.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{j}: not a fastnoise checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
-    weights = _load_tensors(j.with_name(meta["files"]["weights"]), meta["token"], map_location)
-    tensors = _load_tensors(j.with_name(meta["files"]["state"]), meta["token"], "cpu") if state else None
+    files = _files(j, meta)
+    weights = _load_tensors(j.with_name(files["weights"]), meta["token"], map_location)
+    tensors = _load_tensors(j.with_name(files["state"]), meta["token"], "cpu") if state else None
     return meta, weights, tensors
 
 

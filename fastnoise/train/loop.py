@@ -10,6 +10,7 @@ process with batch B.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -272,7 +273,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         ckpt.load_weights(model, {k: v.to(device) for k, v in weights.items()}, where=f"checkpoint {out / 'last.json'}")
         optimizer.load_state_dict(ckpt._join_optimizer(meta["optimizer"], {k: v.to(device) for k, v in tensors.items()}))
         scheduler.load_state_dict(ckpt._from_json(meta["scheduler"]))
-        scheduler.milestones = __import__("collections").Counter(config.resolved_milestones())  # epochs may grow
+        scheduler.milestones = collections.Counter(config.resolved_milestones())  # epochs may grow
         ckpt.restore_rng(meta["rng"], tensors)
         start_epoch, history, best = meta["epoch"], meta.get("history", []), meta.get("best", best)
     shift_streams(model, d.rank)  # checkpoints hold rank 0's streams; rank r uses seed + r
@@ -340,8 +341,13 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             n_seen += len(y)
         lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        totals = torch.stack([tot_loss, tot_correct.double(), torch.tensor(float(n_seen), dtype=torch.float64, device=device)])
+        if d.world > 1:  # metrics over every rank's shard
+            import torch.distributed as dist
+            dist.all_reduce(totals)
+        n_all = max(float(totals[2]), 1.0)
         metrics = {"epoch": epoch + 1, "lr": lr_used,
-                   "train_loss": float(tot_loss) / max(n_seen, 1), "train_acc": int(tot_correct) / max(n_seen, 1),
+                   "train_loss": float(totals[0]) / n_all, "train_acc": float(totals[1]) / n_all,
                    "epoch_time_s": time.perf_counter() - te}
         if d.rank == 0 and config.early_stop:
             v = evaluate(model, val_loader, eps, alpha, steps, max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
