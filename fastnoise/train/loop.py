@@ -339,6 +339,8 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             tot_loss += loss.detach().double() * len(y)
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(tot_loss) / max(n_seen, 1):.3f}", acc=f"{int(tot_correct) / max(n_seen, 1):.3f}")
         lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
         totals = torch.stack([tot_loss, tot_correct.double(), torch.tensor(float(n_seen), dtype=torch.float64, device=device)])
