@@ -300,3 +300,21 @@ def test_cifar_format_run_with_augmentation_and_reload(tmp_path):
     assert float(torch.cat(seen).min()) >= 0 and float(torch.cat(seen).max()) <= 1
     model, c = load_checkpoint(tmp_path / "run")
     assert c.dataset == "cifar10" and torch.allclose(model[0].mean.flatten(), torch.tensor([0.4914, 0.4822, 0.4465]))
+
+
+def test_resume_with_a_noise_layer_is_bit_identical(tmp_path):
+    splits = fd.load("synthetic")
+
+    def noisy_model(cfg):
+        m = build_model(cfg, splits)
+        m.insert(1, NoisyIdentity(seed=7))  # noise on: attack and update both draw from its stream
+        return m
+
+    cfg = tiny(tmp_path, out_dir=str(tmp_path / "full"))
+    train_model(noisy_model(cfg), splits, cfg)
+    killed = cfg.replace(out_dir=str(tmp_path / "killed"))
+    with pytest.raises(_Kill):
+        train_model(noisy_model(killed), splits, killed, KillAt(12))
+    train_model(noisy_model(killed), splits, killed, resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    assert a["1.stream.state"][1] > 0 and all(torch.equal(a[k], b[k]) for k in a)
