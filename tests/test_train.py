@@ -251,11 +251,14 @@ def test_bad_config_errors(kw, match):
         TrainConfig.from_dict(kw)
 
 
-def test_batch_must_split_over_ranks_and_distributed_needs_torchrun(tmp_path, monkeypatch):
+def test_distributed_needs_torchrun_and_torchrun_needs_distributed(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         fit(tiny(tmp_path, distributed=True))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="pass --distributed"):
+        fit(tiny(tmp_path))
 
 
 def test_cli_train_config_flags_resume_and_errors(tmp_path, capsys):

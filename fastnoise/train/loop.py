@@ -141,6 +141,9 @@ class _Dist:
     def __init__(self, config: TrainConfig) -> None:
         import torch.distributed as dist
         self.owned = False
+        if not config.distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+            raise RuntimeError(f"launched with WORLD_SIZE={os.environ['WORLD_SIZE']} (torchrun) but distributed is "
+                               f"false: pass --distributed (every rank would train alone and write {config.out_dir})")
         if config.distributed:
             if not dist.is_initialized():
                 missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
