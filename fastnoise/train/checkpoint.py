@@ -205,8 +205,9 @@ def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_s
     _save_tensors(prefix.with_name(files["state"]), state_tensors, token)
     text = json.dumps(meta, indent=1, allow_nan=True)
     _atomic(prefix.with_name(prefix.name + ".json"), lambda p: Path(p).write_text(text))  # the commit
+    stale = re.compile(re.escape(prefix.name) + r"\.[0-9a-f]{12}(\.state)?\.safetensors")
     for old in prefix.parent.glob(f"{prefix.name}.*.safetensors"):
-        if old.name not in files.values() and re.fullmatch(re.escape(prefix.name) + r"\.[0-9a-f]{12}(\.state)?\.safetensors", old.name):
+        if old.name not in files.values() and stale.fullmatch(old.name):
             old.unlink(missing_ok=True)
     return prefix.with_name(prefix.name + ".json")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import math
 import os
 import random
 import sys
@@ -343,10 +342,12 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
             if hasattr(bar, "set_postfix") and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(tot_loss) / max(n_seen, 1):.3f}", acc=f"{int(tot_correct) / max(n_seen, 1):.3f}")
+                bar.set_postfix(loss=f"{float(tot_loss) / max(n_seen, 1):.3f}",
+                                acc=f"{int(tot_correct) / max(n_seen, 1):.3f}")
         lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        totals = torch.stack([tot_loss, tot_correct.double(), torch.tensor(float(n_seen), dtype=torch.float64, device=device)])
+        seen = torch.tensor(float(n_seen), dtype=torch.float64, device=device)
+        totals = torch.stack([tot_loss, tot_correct.double(), seen])
         if d.world > 1:  # metrics over every rank's shard
             import torch.distributed as dist
             dist.all_reduce(totals)
@@ -355,7 +356,8 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
                    "train_loss": float(totals[0]) / n_all, "train_acc": float(totals[1]) / n_all,
                    "epoch_time_s": time.perf_counter() - te}
         if d.rank == 0 and config.early_stop:
-            v = evaluate(model, val_loader, eps, alpha, steps, max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
+            v = evaluate(model, val_loader, eps, alpha, steps, max_samples=config.val_samples,
+                         seed=mix_seed(config.seed, 99), device=device)
             metrics.update(val_clean=v["clean"], val_robust=v["robust"])
         hooks.on_epoch_end(model, epoch + 1, metrics)
         history.append(metrics)
