@@ -212,7 +212,8 @@ class Attack:
                              f"got x with {x.shape[1]} channels")
         if x.numel() == 0:
             return x.clone()
-        return self.torchattack(x, y)
+        # contiguous: torchattacks draws random starts with empty_like, so the layout would change the result
+        return self.torchattack(x.contiguous(), y).detach()
 
     @property
     def forward_calls(self) -> int:
