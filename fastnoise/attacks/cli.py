@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     model, config = train.load_checkpoint(args.checkpoint)
     name = _dataset_name(config)
     seed = config.get("seed", 0) if isinstance(config, dict) else getattr(config, "seed", 0)
-    splits = data.load(name, args.data_root, seed=seed)
+    root = args.data_root if args.data_root is not None else getattr(config, "data_root", None)
+    splits = data.load(name, root, seed=seed)
     eps = args.eps if args.eps is not None else [float(splits.default_eps)]
     split = getattr(splits, args.split)
     loader = DataLoader(split, batch_size=args.batch_size, shuffle=False)
