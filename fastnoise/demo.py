@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.5}, "rse": {"sigma": 0.1}}
+DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.5}, "rse": {"sigma": 0.1, "seed": 0}}
 
 
 def _method(requested: str | None) -> str:

@@ -86,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     splits = data.load(name, root, seed=seed)
     eps = args.eps if args.eps is not None else [float(splits.default_eps)]
     split = getattr(splits, args.split)
-    loader = DataLoader(split, batch_size=args.batch_size, shuffle=False)
+    # fastnoise.data datasets hold their tensors; any other Dataset goes through a DataLoader
+    loader = split.tensors() if hasattr(split, "tensors") else DataLoader(split, batch_size=args.batch_size)
     max_samples = {"default": args.max_samples} if args.max_samples else {}
     max_samples.update(args.attack_samples or {})
     results = evaluate(model, loader, args.attacks, eps, eot=args.eot, draws=args.draws, protocol=args.protocol,
                        max_samples=max_samples or None, device=args.device, seed=args.seed,
                        eot_curve=args.eot_curve or None, sanity_eps=None if args.no_sanity else args.sanity_eps,
-                       n_classes=getattr(splits, "num_classes", None), log=print)
+                       n_classes=getattr(splits, "num_classes", None), batch_size=args.batch_size, log=print)
     results["settings"]["checkpoint"] = str(args.checkpoint)
     results["settings"]["dataset"] = f"{name} ({args.split} split)"
     paths = write_reports(results, args.out)

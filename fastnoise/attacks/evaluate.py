@@ -151,7 +151,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
              eot_curve: Optional[Sequence[int]] = None, curve_attack: str = "pgd20",
              sanity_eps: Optional[float] = 1.0, sanity_threshold: float = 0.05,
              attack_kwargs: Optional[Mapping[str, dict]] = None, n_classes: Optional[int] = None,
-             log: Optional[Callable[[str], None]] = None) -> dict:
+             batch_size: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> dict:
     """Robust accuracy of `model` on `loader` under `attacks` at each L-inf radius in `eps`.
 
     model: classifier on inputs in [0, 1] -> logits [N, classes]; NoiseModules keep their noise mode.
@@ -162,6 +162,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     {attack | "default" | "sanity" | "eot_curve": n} (the first n samples of `loader`: subsets nest).
     steps: {attack: steps} overrides. eot_curve: EOT values for the accuracy-vs-EOT curve of
     `curve_attack` at the first eps (randomized models only). sanity_eps: None disables the sanity check.
+    batch_size: attack / inference batch (default: the loader's, or 128 for a tensor tuple).
     Returns a JSON-able dict (see `write_reports`).
     """
     if not isinstance(model, torch.nn.Module):
@@ -197,7 +198,10 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
 
     needed = [lim.get(a, lim["default"]) for a in attacks]
     n_max = None if any(v is None for v in needed) else max(needed)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
     x_all, y_all, bs = _collect(loader, n_max)
+    bs = batch_size or bs
     x_all, y_all = x_all.to(device), y_all.to(device)
     N = len(x_all)
     model = model.to(device).eval()
