@@ -84,6 +84,8 @@ def test_make_attack_configures_torchattacks():
     rand = make_attack("autoattack_rand", m, 0.1, eot=7)
     assert rand.torchattack.version == "rand"
     assert [a.eot_iter for a in rand.torchattack._autoattack.attacks] == [7, 7]
+    assert [a.steps for a in rand.torchattack._autoattack.attacks] == [100, 100]  # as the reference AutoAttack
+    assert [getattr(a, "steps", None) for a in aa._autoattack.attacks] == [100, 100, 100, None]
     assert rand.model.n == 1  # EOT inside APGD, not twice
     assert make_attack("pgd20", m, 0.1, eot=5).model.n == 5
     assert make_attack("mifgsm", m, 0.1).torchattack.steps == 5
@@ -109,7 +111,7 @@ def test_make_attack_bad_arguments():
         make_attack("pgd20", lambda x: x, 0.1)
 
 
-FAST = {"cw_l2": 10, "deepfool": 3, "square": 30, "spsa": 1, "pgd20": 5, "bim": 3, "difgsm": 3, "tifgsm": 2}
+FAST = {"autoattack": 3, "autoattack_rand": 3, "cw_l2": 10, "deepfool": 3, "square": 30, "spsa": 1, "pgd20": 5, "bim": 3, "difgsm": 3, "tifgsm": 2}
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -135,15 +135,25 @@ def _square(m, eps, steps, seed, n_classes, **kw):
     return _ta().Square(m, norm="Linf", eps=eps, n_queries=steps, seed=seed, **kw)
 
 
+def _set_iterations(atk, steps: int):
+    """torchattacks' AutoAttack builds APGD / APGD-T / FAB with their class default of 10 iterations; the
+    reference AutoAttack (Croce & Hein 2020) runs 100. Set them (Square keeps its 5000 queries)."""
+    for sub in atk._autoattack.attacks:
+        if hasattr(sub, "steps"):
+            sub.steps = steps
+    return atk
+
+
 def _autoattack(m, eps, steps, seed, n_classes, **kw):
-    return _ta().AutoAttack(m, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed, **kw)
+    atk = _ta().AutoAttack(m, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed, **kw)
+    return _set_iterations(atk, steps)
 
 
 def _autoattack_rand(m, eps, steps, seed, n_classes, *, eot_iter=20, **kw):
     atk = _ta().AutoAttack(m, norm="Linf", eps=eps, version="rand", n_classes=n_classes, seed=seed, **kw)
     for sub in atk._autoattack.attacks:  # APGD-CE and APGD-DLR, both with eot_iter=20 by default
         sub.eot_iter = eot_iter
-    return atk
+    return _set_iterations(atk, steps)
 
 
 ATTACKS: dict[str, AttackSpec] = {s.name: s for s in [
@@ -151,10 +161,11 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in [
     AttackSpec("fgsm", _fgsm, "Linf", True, True, None, "FGSM, one step of size eps"),
     AttackSpec("mifgsm", _mifgsm, "Linf", True, True, 5, "MI-FGSM, decay 1.0, step eps/steps"),
     AttackSpec("cw_l2", _cw, "L2", False, True, 1000, "C&W L2 (c=1, kappa=0, Adam lr 0.01); eps unused"),
-    AttackSpec("autoattack", _autoattack, "Linf", True, True, None,
-               "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square(5000)"),
-    AttackSpec("autoattack_rand", _autoattack_rand, "Linf", True, True, None,
-               "AutoAttack rand: APGD-CE + APGD-DLR with EOT inside APGD (eot_iter)", own_eot=True),
+    AttackSpec("autoattack", _autoattack, "Linf", True, True, 100,
+               "AutoAttack standard: APGD-CE, APGD-T, FAB-T (steps iterations each), Square(5000)"),
+    AttackSpec("autoattack_rand", _autoattack_rand, "Linf", True, True, 100,
+               "AutoAttack rand: APGD-CE + APGD-DLR (steps iterations) with EOT inside APGD (eot_iter)",
+               own_eot=True),
     AttackSpec("deepfool", _deepfool, "L2", False, True, 50, "DeepFool (overshoot 0.02); eps unused"),
     AttackSpec("spsa", _spsa, "Linf", True, False, 1, "SPSA (128 samples, delta 0.01, lr 0.01), score based"),
     AttackSpec("square", _square, "Linf", True, False, 5000, "Square attack (margin loss), score based"),

@@ -31,7 +31,8 @@ def format_table(results: dict) -> str:
     N = s["n_samples"]
     lines = [f"Robust accuracy (%) of `{results['meta']['model']}` ({'randomized' if s['randomized'] else 'deterministic'}"
              f", {s['noise_modules']} noise modules, modes {s['noise_modes']}); mean ± std over {s['draws']} "
-             f"inference draw(s) with fresh noise; n = samples evaluated (first n of {N}).", "",
+             f"inference draw(s) with fresh noise; n = samples evaluated (first n of {N})"
+             + (f"; data: {s['dataset']}" if s.get("dataset") else "") + ".", "",
              "| attack | eps | protocol | n | accuracy % | fwd passes / sample | time s |",
              "|---|---|---|---|---|---|---|",
              f"| clean | — | {'fresh draws' if s['randomized'] else '—'} | {results['clean']['n']} | "
@@ -53,6 +54,10 @@ def format_table(results: dict) -> str:
     if sc:
         lines += ["", f"Sanity check: {sc['attack']} at eps {sc['eps']} ({sc['protocol']}, EOT {sc['eot']}, n = {sc['n']}): "
                   f"accuracy {_acc(sc['accuracy'])} % -> {'OK (about zero)' if sc['passed'] else 'FAILED: should be about zero (gradient masking?)'}"]
+    d = s.get("defense")
+    if d:
+        lines += ["", f"Defense: {d['method']} {d['options']} on {d['base']} (before conversion: test clean "
+                  f"{100 * d['base_test_clean']:.1f} %, {d['base_test_attack']} {100 * d['base_test_robust']:.1f} %)."]
     notes = list(s.get("notes", []))
     if any(r["subsampled"] for r in results["rows"]):
         notes.append("rows marked (subsampled) ran on the first n test samples only (expensive attacks)")
