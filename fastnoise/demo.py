@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +32,8 @@ def _method(requested: str | None) -> str:
     return "nenni" if "nenni" in valid else "rse"
 
 
-def _bench(out: Path) -> str | None:
+def _bench(out: Path, timeout: float) -> str | None:
     """The quick op benchmark table (benchmarks/run.py --quick), or None when the source tree is absent."""
-    import subprocess
-    import sys
     from .bench import _find_runner
     try:
         runner = _find_runner()
@@ -42,7 +42,7 @@ def _bench(out: Path) -> str | None:
     if not list(runner.parent.glob("bench_*.py")):
         return "no op benchmarks (benchmarks/bench_*.py) in this tree yet"
     p = subprocess.run([sys.executable, str(runner), "--quick", "--min-run-time", "0.1"], capture_output=True,
-                       text=True, timeout=300)
+                       text=True, timeout=timeout)
     text = p.stdout[p.stdout.find("device:"):] if "device:" in p.stdout else p.stdout + p.stderr
     (out / "bench.txt").write_text(text)
     return text
@@ -83,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
     n_exp = args.expensive_samples
     print(f"[demo] 3/3 robust evaluation: eps {splits.default_eps}, EOT-{args.eot}, {args.draws} draws, "
           f"test set {len(y)} (expensive attacks: first {n_exp})", flush=True)
+    limits = {"autoattack_rand": n_exp, "eot_curve": n_exp, "sanity": min(64, n_exp)}
+    if args.max_samples:
+        limits["default"] = args.max_samples
     res = evaluate(model, (x, y), ["pgd20", "fgsm", "autoattack_rand"], splits.default_eps, eot=args.eot,
-                   draws=args.draws, max_samples={"autoattack_rand": n_exp, "eot_curve": n_exp, "sanity": 64},
+                   draws=args.draws, max_samples=limits,
                    seed=args.seed, eot_curve=[1, 2, 5, 10, 20], n_classes=splits.num_classes,
                    log=lambda s: print(s, flush=True))
     res["settings"]["dataset"] = "digits (test split)"
@@ -94,10 +97,16 @@ def run(args: argparse.Namespace) -> int:
     paths = write_reports(res, out)
     print()
     print(format_table(res))
-    if args.bench:
+    left = args.budget - (time.perf_counter() - t0)
+    if args.bench and left >= 120:
         print("\n[demo] op benchmarks (benchmarks/run.py --quick):", flush=True)
-        table = _bench(out)
+        try:
+            table = _bench(out, timeout=left - 30)
+        except subprocess.TimeoutExpired:
+            table = "stopped: over the demo's time budget (--budget)"
         print(table if table is not None else "benchmarks/ not found: run the demo from the source tree")
+    elif args.bench:
+        print(f"\n[demo] op benchmarks skipped: {left:.0f}s left of the {args.budget:.0f}s budget (`fastnoise bench`)")
     total = time.perf_counter() - t0
     (out / "timing.json").write_text(json.dumps({"train_s": t_train, "total_s": total}, indent=2) + "\n")
     print(f"\n[demo] reports: {', '.join(paths.values())}\n[demo] wall time {total:.0f}s "
@@ -116,6 +125,9 @@ def add_parser(sub) -> None:
     p.add_argument("--draws", type=int, default=5, help="inference draws (default 5)")
     p.add_argument("--expensive-samples", type=int, default=64,
                    help="test samples for AutoAttack-rand and the EOT curve (default 64)")
+    p.add_argument("--max-samples", type=int, default=None, help="evaluate the first N test samples only")
+    p.add_argument("--budget", type=float, default=600,
+                   help="seconds: the benchmark table runs only if >= 120 s of this budget are left (default 600)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1: the models are tiny; more threads only contend)")
     p.add_argument("--bench", action=argparse.BooleanOptionalAction, default=True,

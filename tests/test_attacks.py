@@ -316,3 +316,27 @@ def test_evaluate_works_under_no_grad_and_with_empty_limits():
     with torch.no_grad():
         res = evaluate(m, (x, y), "fgsm", 0.1, max_samples=2, sanity_eps=None)
     assert res["rows"][0]["n"] == 2 and res["clean"]["n"] == 2
+
+
+def test_fastnoise_gaussian_noise_stays_on_under_torchattacks():
+    """The same with the real RSE layers (`fastnoise.convert(model, "rse")`, Philox noise)."""
+    import fastnoise
+    from fastnoise.nn import noise_modules
+    m = fastnoise.convert(small_cnn(), "rse", sigma=0.3, seed=0)
+    layers = noise_modules(m)
+    assert layers
+    seen = []
+    layers[0].register_forward_hook(lambda mod, inp, out: seen.append((mod.training, out.detach().clone())))
+    x, y = data(3)
+    atk = make_attack("fgsm", m, 0.1, eot=6)
+    atk(x, y)
+    assert len(seen) == 6 == atk.forward_calls and not any(t for t, _ in seen)
+    assert len({o.numpy().tobytes() for _, o in seen}) == 6
+
+
+def test_evaluate_restores_training_mode():
+    m = small_cnn()
+    x, y = data(4, model=m)
+    m.train()
+    evaluate(m, (x, y), "fgsm", 0.1, sanity_eps=None)
+    assert m.training

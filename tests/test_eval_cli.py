@@ -62,3 +62,18 @@ def test_eval_cli_bad_arguments_list_valid_choices(argv, message, capsys):
 def test_demo_is_registered():
     args = build_parser().parse_args(["demo", "--epochs", "1", "--no-bench"])
     assert args.epochs == 1 and args.bench is False and args.eot == 20 and args.draws == 5
+
+
+def test_demo_smoke(tmp_path, capsys):
+    """The whole demo pipeline at toy size (the full run is `make demo`, measured in the report)."""
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--epochs", "1", "--eot", "2", "--draws", "2", "--max-samples", "48",
+               "--expensive-samples", "8", "--no-bench"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| autoattack_rand |" in text and "(subsampled)" in text and "Sanity check" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["randomized"] and res["settings"]["defense"]["method"] in ("rse", "nenni")
+    assert {r["attack"] for r in res["rows"]} == {"pgd20", "fgsm", "autoattack_rand"}
+    for f in ("results.md", "accuracy_vs_eps.png", "accuracy_vs_eot.png", "timing.json"):
+        assert (out / f).exists()

@@ -203,8 +203,18 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     x_all, y_all, bs = _collect(loader, n_max)
     bs = batch_size or bs
     x_all, y_all = x_all.to(device), y_all.to(device)
-    N = len(x_all)
+    was_training = model.training
     model = model.to(device).eval()
+    try:
+        return _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed, steps,
+                         eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed, steps, eot_curve,
+              curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log) -> dict:
+    N = len(x_all)
     randomized = is_randomized(model)
     notes = []
     if randomized:

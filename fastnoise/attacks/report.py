@@ -80,13 +80,20 @@ def _plots(results: dict, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for (a, p) in dict.fromkeys((r["attack"], r["protocol"]) for r in rows):
             rr = sorted((r for r in rows if r["attack"] == a and r["protocol"] == p), key=lambda r: r["eps"])
-            ax.errorbar([r["eps"] for r in rr], [100 * r["accuracy"]["mean"] for r in rr],
-                        yerr=[100 * r["accuracy"]["std"] for r in rr], marker="o", capsize=3,
+            # eps = 0 is the clean accuracy (no perturbation is possible)
+            xs = [0.0] + [r["eps"] for r in rr]
+            ys = [results["clean"]["accuracy"]["mean"]] + [r["accuracy"]["mean"] for r in rr]
+            es = [results["clean"]["accuracy"]["std"]] + [r["accuracy"]["std"] for r in rr]
+            ax.errorbar(xs, [100 * v for v in ys], yerr=[100 * v for v in es], marker="o", capsize=3,
                         linestyle="-" if p != "seed" else "--", label=f"{a} ({p})")
+        sc = results.get("sanity")
+        if sc:
+            ax.errorbar([sc["eps"]], [100 * sc["accuracy"]["mean"]], yerr=[100 * sc["accuracy"]["std"]], marker="x",
+                        color="black", linestyle="none", capsize=3, label=f"sanity {sc['attack']} ({sc['protocol']})")
         ax.axhline(100 * results["clean"]["accuracy"]["mean"], color="gray", linestyle=":", label="clean")
         ax.set_xlabel("eps (L-inf)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(-2, 100)
         ax.set_title("Robust accuracy vs eps")
         ax.legend(fontsize=7)
         fig.tight_layout()
