@@ -19,7 +19,23 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.5}, "rse": {"sigma": 0.1, "seed": 0}}
+DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.9}, "rse": {"sigma": 0.1, "seed": 0}}
+
+
+def _after_convert(method: str, model, splits, args) -> str:
+    """A method's own post-conversion recipe. NENNI (seed 000): distill W~, b~ -> INT4 -> noisy fine-tuning
+    (`fastnoise.nenni.distill`); RSE needs none (noise layers inserted into the PGD-AT model as is)."""
+    if method != "nenni":
+        return "none"
+    import importlib
+
+    import torch
+    nenni = importlib.import_module("fastnoise.nenni")
+    x, y = splits.train.tensors()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))
+    batches = [(x[perm[i:i + 64]], y[perm[i:i + 64]]) for i in range(0, len(y), 64)]
+    nenni.distill(model, batches, epochs=args.distill_epochs, finetune_epochs=1, progress=False)
+    return f"nenni.distill: {args.distill_epochs} distillation epochs, INT4, 1 noisy fine-tuning epoch"
 
 
 def _method(requested: str | None) -> str:
@@ -74,11 +90,13 @@ def run(args: argparse.Namespace) -> int:
           f"({t_train:.0f}s)", flush=True)
 
     print(f"[demo] 2/3 convert with {method!r} {options}", flush=True)
-    torch.manual_seed(args.seed)
-    model = convert(model, method, **options).eval()
-    print(f"[demo]     {len(noise_modules(model))} noise modules", flush=True)
-
     splits = data.load("digits", seed=args.seed)
+    torch.manual_seed(args.seed)
+    model = convert(model, method, **options)
+    recipe = _after_convert(method, model, splits, args)
+    model.eval()
+    print(f"[demo]     {len(noise_modules(model))} noise modules; post-conversion recipe: {recipe}", flush=True)
+
     x, y = splits.test.tensors()
     n_exp = args.expensive_samples
     print(f"[demo] 3/3 robust evaluation: eps {splits.default_eps}, EOT-{args.eot}, {args.draws} draws, "
@@ -91,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                    seed=args.seed, eot_curve=[1, 2, 5, 10, 20], n_classes=splits.num_classes,
                    log=lambda s: print(s, flush=True))
     res["settings"]["dataset"] = "digits (test split)"
-    res["settings"]["defense"] = {"method": method, "options": options, "base": "small_cnn PGD-AT",
+    res["settings"]["defense"] = {"method": method, "options": options, "recipe": recipe, "base": "small_cnn PGD-AT",
                                   "base_test_clean": fit["test_clean"], "base_test_robust": fit["test_robust"],
                                   "base_test_attack": fit["test_attack"], "train_seconds": t_train}
     paths = write_reports(res, out)
@@ -120,6 +138,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=8, help="PGD-AT epochs (default 8)")
     p.add_argument("--method", default=None, help="conversion method (default: nenni if registered, else rse)")
+    p.add_argument("--distill-epochs", type=int, default=10, help="NENNI distillation epochs (default 10)")
     p.add_argument("--sigma", type=float, default=None, help="RSE noise std (default 0.1)")
     p.add_argument("--eot", type=int, default=20, help="EOT draws per gradient (default 20)")
     p.add_argument("--draws", type=int, default=5, help="inference draws (default 5)")
