@@ -338,5 +338,9 @@ def test_evaluate_restores_training_mode():
     m = small_cnn()
     x, y = data(4, model=m)
     m.train()
-    evaluate(m, (x, y), "fgsm", 0.1, sanity_eps=None)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    evaluate(m, (x, y), "pgd20", 0.1, sanity_eps=None)
     assert m.training
+    assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched

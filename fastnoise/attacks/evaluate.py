@@ -205,9 +205,10 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     x_all, y_all = x_all.to(device), y_all.to(device)
     was_training = model.training
     model = model.to(device).eval()
-    try:
-        return _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed, steps,
-                         eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+    try:  # seeded attacks and draws must not leave the caller's global RNG state changed
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed,
+                             steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
     finally:
         model.train(was_training)
 
