@@ -3,3 +3,8 @@
 Each op resolves its backend (see `fastnoise.use_backend`) and passes it to the custom op as an
 explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opcheck` passes.
 """
+from .noise_add import noise_add
+from .noise_mul import noise_mul
+from .noise_sal import noise_sal
+
+__all__ = ["noise_add", "noise_mul", "noise_sal"]
