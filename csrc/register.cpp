@@ -15,4 +15,9 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(fastnoise_kernels, m) {
   // rng: state = int64[2] (seed, offset); kind 0 raw (int64 out), 1 uniform, 2 normal (float32 out)
   m.def("philox(Tensor state, int count, int kind) -> Tensor");
+  // mask_blend: z, za viewed as [outer, F = size(dim), inner]; keep the top `keep` scores per row
+  // (m == 0) or the top n of every m consecutive features (m > 0); score |za| or za (signed_score).
+  // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
+  m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
+  m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
 }
