@@ -13,35 +13,14 @@
 #include <vector>
 
 #include "common.h"
+#include "mask_blend/args.h"
 #include "mask_blend/keys.h"
 #include "mask_blend/select.h"
 
 namespace fastnoise {
 namespace {
 
-struct Layout {
-  int64_t outer, feats, inner;
-};
-
-Layout check_mask_blend_args(const at::Tensor& z, const at::Tensor& za, int64_t keep, int64_t n, int64_t m,
-                             int64_t dim) {
-  TORCH_CHECK(z.sizes() == za.sizes(), "mask_blend: za must have the shape of z, ", z.sizes(), ", got ", za.sizes());
-  TORCH_CHECK(z.scalar_type() == za.scalar_type(), "mask_blend: za must have the dtype of z, ", z.scalar_type(),
-              ", got ", za.scalar_type());
-  TORCH_CHECK(z.device() == za.device(), "mask_blend: za must be on the device of z");
-  TORCH_CHECK(z.dim() >= 1 && dim >= 0 && dim < z.dim(), "mask_blend: dim must be in [0, ", z.dim(), "), got ", dim);
-  Layout l{1, z.size(dim), 1};
-  for (int64_t d = 0; d < dim; ++d) l.outer *= z.size(d);
-  for (int64_t d = dim + 1; d < z.dim(); ++d) l.inner *= z.size(d);
-  if (m > 0) {
-    TORCH_CHECK(n >= 1 && n <= m, "mask_blend: n must be in [1, m=", m, "], got ", n);
-    TORCH_CHECK(l.feats % m == 0, "mask_blend: m must divide the size of dim (", l.feats, "), got ", m);
-  } else {
-    TORCH_CHECK(m == 0, "mask_blend: m must be >= 0, got ", m);
-    TORCH_CHECK(keep >= 0 && keep <= l.feats, "mask_blend: keep must be in [0, ", l.feats, "], got ", keep);
-  }
-  return l;
-}
+using Layout = MaskBlendLayout;
 
 template <typename scalar_t>
 void mask_blend_rows(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t k,
@@ -119,10 +98,7 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
 }
 
 std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& grad_in, const at::Tensor& mask_in) {
-  TORCH_CHECK(grad_in.sizes() == mask_in.sizes(), "mask_blend_backward: mask must have the shape of grad, ",
-              grad_in.sizes(), ", got ", mask_in.sizes());
-  TORCH_CHECK(mask_in.scalar_type() == at::kBool, "mask_blend_backward: mask must be bool, got ",
-              mask_in.scalar_type());
+  check_mask_blend_backward_args(grad_in, mask_in);
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor mask = mask_in.contiguous();
   at::Tensor gz = at::empty(grad.sizes(), grad.options());
