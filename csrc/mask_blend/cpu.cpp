@@ -1,9 +1,10 @@
 // CPU kernels of mask_blend: per-row top-k / N:M selection on order-preserving keys, then the blend
 // out = mask ? z : za, in one pass per row; and the fused backward (grad -> grad*m, grad*(1-m)).
 //
-// The tensor is viewed as [outer, F, inner] (dim = the F axis), so dim=1 of NCHW needs no transpose:
-// rows of inner > 1 are handled in tiles of up to 16 neighbouring positions, whose keys are gathered
-// with contiguous reads into a [tile, F] buffer.
+// The tensor is viewed as [outer, F, inner] (dim = the F axis), so dim=1 of NCHW needs no transpose.
+// Rows (or N:M groups) are processed 16 at a time: their keys are gathered key-major into a
+// [L, 16] buffer and selected with loops over the 16 rows (csrc/mask_blend/select.h), which
+// vectorize; parallel over tiles.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -22,57 +23,67 @@ namespace {
 
 using Layout = MaskBlendLayout;
 
+constexpr int kLanes = 16;  // rows per tile (SIMD lanes of the selection)
+
+// Rows r = (o, g, i) of `length` features `inner` apart: top-k has one group per (o, i), N:M has
+// F / M. A tile holds kLanes consecutive rows (the last one repeated to pad a partial tile).
 template <typename scalar_t>
-void mask_blend_rows(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t k,
-                     int64_t group, bool signed_score) {
+void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t length,
+                      int64_t k, bool signed_score) {
   using K = typename KeyOf<scalar_t>::type;
   using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-  const int64_t F = l.feats, inner = l.inner;
-  const int64_t tile = std::min<int64_t>(inner, 16);
-  const int64_t tiles_per_outer = (inner + tile - 1) / tile;
-  const int64_t items = l.outer * tiles_per_outer;
-  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, F * tile));
-  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
-    std::vector<K> keys(tile * F), work(F);
-    std::vector<uint8_t> sel(tile * F);
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t o = it / tiles_per_outer;
-      const int64_t i0 = (it % tiles_per_outer) * tile;
-      const int64_t t_n = std::min(tile, inner - i0);
-      const int64_t base = o * F * inner + i0;
-      // gather keys[t * F + f] = key(za[base + f * inner + t])
-      if (inner == 1) {
-        const scalar_t* row = za + base;
-        for (int64_t f = 0; f < F; ++f) keys[f] = score_key(static_cast<acc_t>(row[f]), signed_score);
-      } else {
-        for (int64_t f = 0; f < F; ++f) {
-          const scalar_t* p = za + base + f * inner;
-          for (int64_t t = 0; t < t_n; ++t) keys[t * F + f] = score_key(static_cast<acc_t>(p[t]), signed_score);
+  constexpr int R = kLanes;
+  const int64_t L = length, inner = l.inner;
+  const int64_t groups = l.feats / L;
+  const int64_t gi = groups * inner;
+  const int64_t n_rows = l.outer * gi;
+  const int64_t n_tiles = (n_rows + R - 1) / R;
+  const int64_t grain = std::max<int64_t>(1, 4096 / (L * R));
+  at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
+    std::vector<K> keys(L * R);
+    std::vector<uint8_t> sel(L * R);
+    int64_t base[R];
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t r0 = tile * R;
+      const int nr = static_cast<int>(std::min<int64_t>(R, n_rows - r0));
+      for (int lane = 0; lane < R; ++lane) {
+        const int64_t r = r0 + std::min(lane, nr - 1);
+        const int64_t o = r / gi, rem = r - o * gi, g = rem / inner, i = rem - g * inner;
+        base[lane] = o * gi * L + g * L * inner + i;
+      }
+      if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
+        for (int lane = 0; lane < R; ++lane) {
+          const scalar_t* p = za + base[lane];
+          K* kp = keys.data() + lane;
+          for (int64_t j = 0; j < L; ++j) kp[j * R] = score_key(static_cast<acc_t>(p[j]), signed_score);
+        }
+      } else {  // neighbouring lanes are neighbouring positions: read across lanes
+        for (int64_t j = 0; j < L; ++j) {
+          K* kp = keys.data() + j * R;
+          const int64_t off = j * inner;
+          for (int lane = 0; lane < R; ++lane) kp[lane] = score_key(static_cast<acc_t>(za[base[lane] + off]), signed_score);
         }
       }
-      for (int64_t t = 0; t < t_n; ++t) {
-        for (int64_t g0 = 0; g0 < F; g0 += group) {
-          select_row<K>(keys.data() + t * F + g0, group, k, work.data(), sel.data() + t * F + g0);
-        }
-      }
-      // blend
+      select_lanes<K, R>(keys.data(), L, k, sel.data());
       if (inner == 1) {
-        const scalar_t* zr = z + base;
-        const scalar_t* ar = za + base;
-        scalar_t* orow = out + base;
-        bool* mrow = mask + base;
-        for (int64_t f = 0; f < F; ++f) {
-          const bool s = sel[f];
-          orow[f] = s ? zr[f] : ar[f];
-          mrow[f] = s;
+        for (int lane = 0; lane < nr; ++lane) {
+          const int64_t b0 = base[lane];
+          const uint8_t* sp = sel.data() + lane;
+          for (int64_t j = 0; j < L; ++j) {
+            const bool s = sp[j * R];
+            out[b0 + j] = s ? z[b0 + j] : za[b0 + j];
+            mask[b0 + j] = s;
+          }
         }
       } else {
-        for (int64_t f = 0; f < F; ++f) {
-          const int64_t off = base + f * inner;
-          for (int64_t t = 0; t < t_n; ++t) {
-            const bool s = sel[t * F + f];
-            out[off + t] = s ? z[off + t] : za[off + t];
-            mask[off + t] = s;
+        for (int64_t j = 0; j < L; ++j) {
+          const uint8_t* sp = sel.data() + j * R;
+          const int64_t off = j * inner;
+          for (int lane = 0; lane < nr; ++lane) {
+            const int64_t idx = base[lane] + off;
+            const bool s = sp[lane];
+            out[idx] = s ? z[idx] : za[idx];
+            mask[idx] = s;
           }
         }
       }
@@ -88,11 +99,11 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
   at::Tensor out = at::empty(z.sizes(), z.options());
   at::Tensor mask = at::empty(z.sizes(), z.options().dtype(at::kBool));
   if (z.numel() == 0) return {out, mask};
-  const int64_t group = m > 0 ? m : l.feats;
+  const int64_t length = m > 0 ? m : l.feats;
   const int64_t k = m > 0 ? n : keep;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
-    mask_blend_rows<scalar_t>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                              mask.data_ptr<bool>(), l, k, group, signed_score);
+    mask_blend_tiles<scalar_t>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                               mask.data_ptr<bool>(), l, length, k, signed_score);
   });
   return {out, mask};
 }
