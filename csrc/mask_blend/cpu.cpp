@@ -51,7 +51,9 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
         const int64_t o = r / gi, rem = r - o * gi, g = rem / inner, i = rem - g * inner;
         base[lane] = o * gi * L + g * L * inner + i;
       }
-      if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
+      if (k <= 0 || k >= L) {  // keep nothing / everything: no scores needed
+        memset(sel.data(), k > 0, L * R);
+      } else if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
         for (int lane = 0; lane < R; ++lane) {
           const scalar_t* p = za + base[lane];
           K* kp = keys.data() + lane;
@@ -64,7 +66,9 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
           for (int lane = 0; lane < R; ++lane) kp[lane] = score_key(static_cast<acc_t>(za[base[lane] + off]), signed_score);
         }
       }
-      select_lanes<K, R>(keys.data(), L, k, sel.data());
+      if (k > 0 && k < L) {
+        select_lanes<K, R>(keys.data(), L, k, sel.data());
+      }
       if (inner == 1) {
         for (int lane = 0; lane < nr; ++lane) {
           const int64_t b0 = base[lane];
@@ -110,10 +114,14 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
 
 std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& grad_in, const at::Tensor& mask_in) {
   check_mask_blend_backward_args(grad_in, mask_in);
-  const at::Tensor grad = grad_in.contiguous();
+  // The gradient of out.sum() is an expanded scalar (all strides 0): read it once instead of
+  // materializing it with .contiguous().
+  bool broadcast_scalar = grad_in.numel() > 0;
+  for (int64_t d = 0; d < grad_in.dim(); ++d) broadcast_scalar = broadcast_scalar && grad_in.stride(d) == 0;
+  const at::Tensor grad = broadcast_scalar ? grad_in : grad_in.contiguous();
   const at::Tensor mask = mask_in.contiguous();
-  at::Tensor gz = at::empty(grad.sizes(), grad.options());
-  at::Tensor gza = at::empty(grad.sizes(), grad.options());
+  at::Tensor gz = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gza = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
   const int64_t count = grad.numel();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "mask_blend_backward_cpu", [&] {
     const scalar_t* g = grad.data_ptr<scalar_t>();
@@ -122,10 +130,19 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& gra
     scalar_t* b = gza.data_ptr<scalar_t>();
     const scalar_t zero(0);
     at::parallel_for(0, count, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const bool s = mk[i];
-        a[i] = s ? g[i] : zero;
-        b[i] = s ? zero : g[i];
+      if (broadcast_scalar) {
+        const scalar_t g0 = g[0];
+        for (int64_t i = begin; i < end; ++i) {
+          const bool s = mk[i];
+          a[i] = s ? g0 : zero;
+          b[i] = s ? zero : g0;
+        }
+      } else {
+        for (int64_t i = begin; i < end; ++i) {
+          const bool s = mk[i];
+          a[i] = s ? g[i] : zero;
+          b[i] = s ? zero : g[i];
+        }
       }
     });
   });

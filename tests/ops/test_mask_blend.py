@@ -266,3 +266,13 @@ def test_cuda_large_rows_match_reference(backend):
         o1, m1 = mask_blend(z, za, backend="reference", **kw)
         o2, m2 = mask_blend(z, za, backend=backend, **kw)
         assert torch.equal(m1, m2) and torch.equal(o1, o2), (shape, kw)
+
+
+@pytest.mark.parametrize("backend", cpu_backends())
+def test_backward_of_sum_expanded_grad(backend):
+    # d out.sum() arrives as an expanded scalar (stride 0): kernels must read it correctly
+    z = torch.randn(4, 24, requires_grad=True)
+    za = torch.randn(4, 24, requires_grad=True)
+    out, m = mask_blend(z, za, ratio=0.75, backend=backend)
+    (3 * out).sum().backward()
+    assert torch.equal(z.grad, 3 * m.float()) and torch.equal(za.grad, 3 * (~m).float())
