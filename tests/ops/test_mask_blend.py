@@ -260,7 +260,8 @@ def test_triton_feature_limit(backend, device):
 def test_cuda_large_rows_match_reference(backend):
     for shape, kw in [((300, 4096), dict(ratio=0.9)), ((64, 1000), dict(ratio=0.37, score="signed")),
                       ((8, 256, 7, 7), dict(nm=(2, 8), dim=1)), ((4, 64, 9, 9), dict(ratio=0.9, dim=1)),
-                      ((128, 96), dict(nm=(3, 48)))]:
+                      ((128, 96), dict(nm=(3, 48))), ((50, 300), dict(ratio=0.5)),
+                      ((6, 5, 40, 3), dict(ratio=0.8, dim=2, score="signed"))]:
         z = torch.randn(shape, device="cuda")
         za = torch.randn(shape, device="cuda").round(decimals=1)
         o1, m1 = mask_blend(z, za, backend="reference", **kw)
