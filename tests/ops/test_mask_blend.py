@@ -95,9 +95,16 @@ def cpu_backends():
     return [pytest.param(b, id=b) for b in ("reference", "cpu", "triton")]
 
 
-@pytest.mark.parametrize("backend", cpu_backends())
+def all_backends():
+    """(backend, device) pairs; the GPU ones skip with a reason on CPU machines."""
+    gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return [pytest.param(b, "cpu", id=f"{b}-cpu") for b in ("reference", "cpu", "triton")] + \
+        [pytest.param(b, "cuda", id=f"{b}-cuda", marks=gpu) for b in ("cuda", "triton")]
+
+
+@pytest.mark.parametrize("backend,device", all_backends())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str)
-def test_randomized_against_brute_force(backend, dtype):
+def test_randomized_against_brute_force(backend, device, dtype):
     rnd = random.Random(0)
     for trial in range(12):
         ndim = rnd.choice([1, 2, 3, 4])
@@ -111,16 +118,18 @@ def test_randomized_against_brute_force(backend, dtype):
         z = torch.randn(shape, dtype=dtype)
         if rnd.random() < 0.5:
             ratio = rnd.choice([0.0, 0.1, 0.3, 0.5, 0.75, 0.9, 0.99])
-            out, m = mask_blend(z, za, ratio=ratio, dim=dim, score="signed" if signed else "abs", backend=backend)
+            out, m = mask_blend(z.to(device), za.to(device), ratio=ratio, dim=dim, score="signed" if signed else "abs",
+                                backend=backend)
             want = _brute_mask(za, k=keep_count(ratio, feats), signed=signed, dim=dim)
         else:
             divisors = [d for d in range(1, feats + 1) if feats % d == 0]
             mm = rnd.choice(divisors)
             nn_ = rnd.randint(1, mm)
-            out, m = mask_blend(z, za, nm=(nn_, mm), dim=dim, score="signed" if signed else "abs", backend=backend)
+            out, m = mask_blend(z.to(device), za.to(device), nm=(nn_, mm), dim=dim,
+                                score="signed" if signed else "abs", backend=backend)
             want = _brute_mask(za, nm=(nn_, mm), signed=signed, dim=dim)
-        assert torch.equal(m, want), f"trial {trial}: shape {shape} dim {dim} signed {signed}"
-        assert torch.equal(out, torch.where(want, z, za))
+        assert torch.equal(m.cpu(), want), f"trial {trial}: shape {shape} dim {dim} signed {signed}"
+        torch.testing.assert_close(out.cpu(), torch.where(want, z, za), rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("backend", cpu_backends())
