@@ -23,16 +23,16 @@ namespace {
 
 using Layout = MaskBlendLayout;
 
-constexpr int kLanes = 16;  // rows per tile (SIMD lanes of the selection)
+constexpr int kLanes = 16;               // rows per tile (SIMD lanes of the selection)
+constexpr int64_t kMaxTileKeys = 1 << 18;  // longer rows go one per tile (bounded scratch memory)
 
 // Rows r = (o, g, i) of `length` features `inner` apart: top-k has one group per (o, i), N:M has
-// F / M. A tile holds kLanes consecutive rows (the last one repeated to pad a partial tile).
-template <typename scalar_t>
+// F / M. A tile holds R consecutive rows (the last one repeated to pad a partial tile).
+template <typename scalar_t, int R>
 void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t length,
                       int64_t k, bool signed_score) {
   using K = typename KeyOf<scalar_t>::type;
   using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-  constexpr int R = kLanes;
   const int64_t L = length, inner = l.inner;
   const int64_t groups = l.feats / L;
   const int64_t gi = groups * inner;
@@ -106,8 +106,13 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
   const int64_t length = m > 0 ? m : l.feats;
   const int64_t k = m > 0 ? n : keep;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
-    mask_blend_tiles<scalar_t>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                               mask.data_ptr<bool>(), l, length, k, signed_score);
+    if (length * kLanes <= kMaxTileKeys) {
+      mask_blend_tiles<scalar_t, kLanes>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                         mask.data_ptr<bool>(), l, length, k, signed_score);
+    } else {
+      mask_blend_tiles<scalar_t, 1>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                    mask.data_ptr<bool>(), l, length, k, signed_score);
+    }
   });
   return {out, mask};
 }

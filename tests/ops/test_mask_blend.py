@@ -286,3 +286,14 @@ def test_backward_of_sum_expanded_grad(backend):
     out, m = mask_blend(z, za, ratio=0.75, backend=backend)
     (3 * out).sum().backward()
     assert torch.equal(z.grad, 3 * m.float()) and torch.equal(za.grad, 3 * (~m).float())
+
+
+def test_cpu_long_rows_match_reference():
+    # rows longer than 16384 features take the one-row-per-tile path of the CPU kernel
+    for shape, kw in [((3, 20000), dict(ratio=0.9)), ((2, 40000), dict(nm=(5, 20000), score="signed")),
+                      ((2, 17000, 3), dict(ratio=0.5, dim=1))]:
+        z = torch.randn(shape)
+        za = torch.randn(shape).round(decimals=2)
+        o1, m1 = mask_blend(z, za, backend="reference", **kw)
+        o2, m2 = mask_blend(z, za, backend="cpu", **kw)
+        assert torch.equal(m1, m2) and torch.equal(o1, o2), (shape, kw)
