@@ -21,4 +21,9 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("noise_forward(Tensor x, Tensor a, Tensor b, Tensor state, int op, int inner_a, int inner_b) -> Tensor");
   m.def("noise_backward(Tensor grad, Tensor x, Tensor a, Tensor b, Tensor state, int op, int inner_a, "
         "int inner_b, int need) -> (Tensor, Tensor, Tensor)");
+  // mask_blend: z, za viewed as [outer, F = size(dim), inner]; keep the top `keep` scores per row
+  // (m == 0) or the top n of every m consecutive features (m > 0); score |za| or za (signed_score).
+  // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
+  m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
+  m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
 }

@@ -8,3 +8,4 @@ from .noise_mul import noise_mul
 from .noise_sal import noise_sal
 
 __all__ = ["noise_add", "noise_mul", "noise_sal"]
+from .mask_blend import mask_blend  # noqa: E402,F401
