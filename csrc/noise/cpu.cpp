@@ -12,6 +12,7 @@
 #include "common.h"
 #include "noise/args.h"
 #include "noise/noise_math.h"
+#include "normal_cpu.h"
 #include "philox.h"
 
 namespace fastnoise {
@@ -21,20 +22,34 @@ constexpr int64_t kChunk = 1024;
 
 // normals of elements [begin, end) of the stream (seed, offset) into out[0 .. end-begin)
 inline void fill_normals(const RngState& st, int64_t begin, int64_t end, float* out) {
-  for_each_in_stream<float>(st.seed, st.offset, begin, end, normal_block,
-                            [&](int64_t i, float v) { out[i - begin] = v; });
+  fill_normals_cpu(st.seed, st.offset, begin, end, out);
 }
 
-// the parameter values of elements [begin, begin + n) into out (advancing `it`)
+// the parameter values of elements [begin, begin + n) into out (advancing `it`), by runs
 template <typename A>
 inline void gather_param(const A* p, ParamIter& it, int64_t n, A* out) {
   if (it.P == 1) {
     std::fill(out, out + n, p[0]);
     return;
   }
-  for (int64_t k = 0; k < n; ++k) {
-    out[k] = p[it.p];
-    it.step();
+  int64_t k = 0;
+  while (k < n) {
+    if (it.inner == 1) {  // a contiguous run of parameters
+      const int64_t len = std::min(n - k, it.P - it.p);
+      std::copy(p + it.p, p + it.p + len, out + k);
+      k += len;
+      it.p += len;
+      if (it.p == it.P) it.p = 0;
+    } else {  // a run of one value
+      const int64_t len = std::min(n - k, it.inner - it.r);
+      std::fill(out + k, out + k + len, p[it.p]);
+      k += len;
+      it.r += len;
+      if (it.r == it.inner) {
+        it.r = 0;
+        if (++it.p == it.P) it.p = 0;
+      }
+    }
   }
 }
 
