@@ -133,4 +133,16 @@ def noise_backward(grad: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torc
             g, x, gx if need & 1 else g, ga if need & 2 else dummy, gb if need & 4 else dummy, pa, pb, state, n,
             Pa, ia, Pb, ib, OP=op, NEED_X=bool(need & 1), NEED_A=bool(need & 2), NEED_B=bool(need & 4),
             MATH=_math(g.dtype), BLOCK=block)
+    if need & 2:
+        ga = _reduce(ga, a.numel(), inner_a)
+    if need & 4:
+        gb = _reduce(gb, b.numel(), inner_b)
     return gx, ga, gb
+
+
+def _reduce(t: torch.Tensor, P: int, inner: int) -> torch.Tensor:
+    """Per-element terms [numel] -> the [P] gradient of a parameter (sum over the broadcast dims)."""
+    n = t.numel()
+    if n == 0 or P == 0:
+        return t.new_zeros(P)
+    return t.view(n // (P * inner), P, inner).sum(dim=(0, 2))

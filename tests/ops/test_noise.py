@@ -159,11 +159,13 @@ def test_forward_and_backward_noise_bit_identical(backend):
     y = noise_add(torch.zeros(shape), sigma, seed=5, offset=2, backend=backend)
     y.sum().backward()
     assert torch.equal(sigma.grad, y.detach())
-    # add, scalar sigma: dL/dsigma = the forward's delta summed (same reduction) exactly
-    s = torch.ones((), requires_grad=True)
-    y = noise_add(torch.zeros(shape), s, seed=5, offset=2, backend=backend)
-    y.sum().backward()
-    assert torch.equal(s.grad.reshape(1), y.detach().reshape(1, 1, -1).sum(dim=(0, 2)))
+    # add, scalar and per-channel sigma: dL/dsigma = the forward's delta summed (up to summation order)
+    for sh in [(), (4, 1, 1)]:
+        s = torch.ones(sh, requires_grad=True)
+        y = noise_add(torch.zeros(shape), s, seed=5, offset=2, backend=backend)
+        y.backward(torch.ones(shape))
+        want = y.detach().double().sum_to_size((1,) * (4 - len(sh)) + sh).reshape(sh)
+        torch.testing.assert_close(s.grad.double(), want, rtol=1e-6, atol=1e-5)
     # mul with batch 1, x = 1, mu = 0, sigma = 1: y = delta = dL/dsigma
     sig = torch.ones(shape[1:], requires_grad=True)
     y = noise_mul(torch.ones((1,) + shape[1:]), torch.zeros(shape[1:]), sig, seed=9, backend=backend)
