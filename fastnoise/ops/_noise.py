@@ -65,8 +65,17 @@ def param(name: str, p: Param, x: torch.Tensor, *, nonnegative: bool = False, ba
         raise ValueError(f"x must have a batch dimension (at least 1 dim) for {name} of shape x.shape[1:], got a 0-d x")
     _checks.broadcastable_to(name, p, target, "x.shape" if batch else "x.shape[1:]")
     if nonnegative:
-        _checks.nonnegative_tensor(name, p)
+        _nonnegative(name, p)
     return layout(p, tuple(x.shape), md)
+
+
+def _nonnegative(name: str, t: torch.Tensor) -> None:
+    """Values finite and >= 0 (one reduction: aminmax propagates NaN); skipped while tracing."""
+    if _checks._tracing() or t.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (lo >= 0 and math.isfinite(hi)):
+        raise ValueError(f"{name} must be finite and >= 0 everywhere, got min {lo}, max {hi}")
 
 
 def layout(p: torch.Tensor, shape: tuple, md: torch.dtype) -> tuple[torch.Tensor, int]:
