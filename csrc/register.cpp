@@ -17,7 +17,8 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("philox(Tensor state, int count, int kind) -> Tensor");
   // noise: op 0 add, 1 mul, 2 sal (csrc/noise/noise_math.h); a, b = 1-D params in the math type
   // (float32, float64 for float64 x), element i uses a[(i / inner_a) % a.numel()]; b may be empty.
-  // backward: need = bits 1 grad_x, 2 grad_a, 4 grad_b; grad_a / grad_b are per-element terms [numel].
+  // backward: need = bits 1 grad_x, 2 grad_a, 4 grad_b; grad_a / grad_b are the [P] gradients of a / b
+  // (per-element terms summed over the broadcast dims).
   m.def("noise_forward(Tensor x, Tensor a, Tensor b, Tensor state, int op, int inner_a, int inner_b) -> Tensor");
   m.def("noise_backward(Tensor grad, Tensor x, Tensor a, Tensor b, Tensor state, int op, int inner_a, "
         "int inner_b, int need) -> (Tensor, Tensor, Tensor)");

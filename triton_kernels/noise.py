@@ -21,6 +21,24 @@ def _load_params(a_ptr, Pa, inner_a, b_ptr, Pb, inner_b, i, mask):
 
 
 @triton.jit
+def _to_bf16_rtne(v):
+    """float32 -> bfloat16, round to nearest even, by bits (the interpreter's cast truncates)."""
+    bits = v.to(tl.uint32, bitcast=True)
+    rounded = (bits + (((bits >> 16) & 1) + 0x7FFF)) >> 16
+    rounded = tl.where(v != v, 0x7FC0, rounded)
+    return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _store(ptr, i, v, mask):
+    """Store v in the destination's dtype, rounding to nearest even."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        tl.store(ptr + i, _to_bf16_rtne(v), mask=mask)
+    else:
+        tl.store(ptr + i, v.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _delta(state_ptr, i, MATH: tl.constexpr):
     seed_lo, seed_hi, offset = load_state(state_ptr)
     return normal_at(seed_lo, seed_hi, offset + i).to(MATH)
@@ -40,7 +58,7 @@ def _noise_forward_kernel(x_ptr, y_ptr, a_ptr, b_ptr, state_ptr, n, Pa, inner_a,
         y = x * (a + b * d)
     else:
         y = x + d * tl.exp((x * a + b) * 0.5)
-    tl.store(y_ptr + i, y.to(y_ptr.dtype.element_ty), mask=mask)
+    _store(y_ptr, i, y, mask)
 
 
 @triton.jit
@@ -68,7 +86,7 @@ def _noise_backward_kernel(g_ptr, x_ptr, gx_ptr, ga_ptr, gb_ptr, a_ptr, b_ptr, s
         ga = hde * x
         gb = hde
     if NEED_X:
-        tl.store(gx_ptr + i, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+        _store(gx_ptr, i, gx, mask)
     if NEED_A:
         tl.store(ga_ptr + i, ga, mask=mask)
     if NEED_B:
@@ -115,4 +133,16 @@ def noise_backward(grad: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torc
             g, x, gx if need & 1 else g, ga if need & 2 else dummy, gb if need & 4 else dummy, pa, pb, state, n,
             Pa, ia, Pb, ib, OP=op, NEED_X=bool(need & 1), NEED_A=bool(need & 2), NEED_B=bool(need & 4),
             MATH=_math(g.dtype), BLOCK=block)
+    if need & 2:
+        ga = _reduce(ga, a.numel(), inner_a)
+    if need & 4:
+        gb = _reduce(gb, b.numel(), inner_b)
     return gx, ga, gb
+
+
+def _reduce(t: torch.Tensor, P: int, inner: int) -> torch.Tensor:
+    """Per-element terms [numel] -> the [P] gradient of a parameter (sum over the broadcast dims)."""
+    n = t.numel()
+    if n == 0 or P == 0:
+        return t.new_zeros(P)
+    return t.view(n // (P * inner), P, inner).sum(dim=(0, 2))

@@ -65,7 +65,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> noise_backward_cuda(const at::Ten
       (need & kNeedX) ? gx.data_ptr() : nullptr, (need & kNeedA) ? ga.data_ptr() : nullptr,
       (need & kNeedB) ? gb.data_ptr() : nullptr, n, ptr(pa), ptr(pb), state.data_ptr<int64_t>(),
       c10::cuda::getCurrentCUDAStream()));
-  return {gx, ga, gb};
+  // per-element terms -> [P] gradients (sum over the broadcast dims, on the current stream)
+  auto reduce = [&](const at::Tensor& t, const at::Tensor& p, int64_t inner) {
+    if (t.numel() == 0) return t;
+    const int64_t P = p.numel() == 0 ? 1 : p.numel();
+    return t.view({n / (P * inner), P, inner}).sum(at::IntArrayRef{0, 2});
+  };
+  return {gx, (need & kNeedA) ? reduce(ga, a, inner_a) : ga, (need & kNeedB) ? reduce(gb, b, inner_b) : gb};
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 #include <math.h>
 
 #include "philox.h"
+#if !defined(__CUDA_ARCH__)
+#include "fastmath.h"
+#endif
 
 namespace fastnoise {
 
@@ -16,7 +19,11 @@ enum NoiseOp : int { kNoiseAdd = 0, kNoiseMul = 1, kNoiseSal = 2 };
 // bits of `need` in the backward kernels
 enum NoiseNeed : int { kNeedX = 1, kNeedA = 2, kNeedB = 4 };
 
-FN_HD float noise_exp(float v) { return expf(v); }
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float noise_exp(float v) { return expf(v); }
+#else
+inline float noise_exp(float v) { return fastmath::exp_fast(v); }  // vectorizable on the CPU
+#endif
 FN_HD double noise_exp(double v) { return exp(v); }
 
 template <int OP, typename A>

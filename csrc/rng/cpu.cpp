@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "common.h"
+#include "normal_cpu.h"
 #include "philox.h"
 
 namespace fastnoise {
@@ -35,7 +36,7 @@ at::Tensor philox_cpu(const at::Tensor& state, int64_t count, int64_t kind) {
           },
           [&](int64_t i, float x) { o[i] = x; });
     } else {
-      for_each_in_stream<float>(st.seed, st.offset, b, e, normal_block, [&](int64_t i, float x) { o[i] = x; });
+      fill_normals_cpu(st.seed, st.offset, b, e, o + b);  // vectorized Box-Muller (normal_cpu.h)
     }
   });
   return out;

@@ -1,5 +1,6 @@
 """Shared pieces of the noise ops (noise_add, noise_mul, noise_sal): state resolution, parameter layout,
-the shared backward custom op and the reduction of per-element parameter gradients.
+the shared backward custom op (its kernels sum the per-element parameter gradients over the
+broadcast dims: in-kernel per-thread partials on the CPU, a sum over the [outer, P, inner] view elsewhere).
 
 Kernel layout of a parameter: a contiguous 1-D tensor of P values in the math type (float32; float64
 for float64 x); element i (flat, row-major) of x uses value ``(i // inner) % P``. A parameter whose
@@ -64,8 +65,17 @@ def param(name: str, p: Param, x: torch.Tensor, *, nonnegative: bool = False, ba
         raise ValueError(f"x must have a batch dimension (at least 1 dim) for {name} of shape x.shape[1:], got a 0-d x")
     _checks.broadcastable_to(name, p, target, "x.shape" if batch else "x.shape[1:]")
     if nonnegative:
-        _checks.nonnegative_tensor(name, p)
+        _nonnegative(name, p)
     return layout(p, tuple(x.shape), md)
+
+
+def _nonnegative(name: str, t: torch.Tensor) -> None:
+    """Values finite and >= 0 (one reduction: aminmax propagates NaN); skipped while tracing."""
+    if _checks._tracing() or t.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (lo >= 0 and math.isfinite(hi)):
+        raise ValueError(f"{name} must be finite and >= 0 everywhere, got min {lo}, max {hi}")
 
 
 def layout(p: torch.Tensor, shape: tuple, md: torch.dtype) -> tuple[torch.Tensor, int]:
@@ -97,26 +107,21 @@ def fake_forward(x: torch.Tensor) -> torch.Tensor:
 def noise_backward(grad: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, state: torch.Tensor,
                    op: int, inner_a: int, inner_b: int, need: int, backend: str
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """grad_x (x's shape) and the per-element terms of grad_a, grad_b ([numel], math type); empty if not needed."""
+    """grad_x (x's shape) and the [P] gradients of a, b (math type; summed over broadcast dims); empty if not needed."""
     return tuple(kernel("noise", "noise_backward", backend)(grad, x, a, b, state, op, inner_a, inner_b, need))
 
 
 @noise_backward.register_fake
 def _(grad, x, a, b, state, op, inner_a, inner_b, need, backend):
     md = math_dtype(grad.dtype)
-    n = grad.numel()
     gx = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device) if need & NEED_X else grad.new_empty(0)
-    ga = grad.new_empty(n if need & NEED_A else 0, dtype=md)
-    gb = grad.new_empty(n if need & NEED_B else 0, dtype=md)
+    ga = grad.new_empty(a.numel() if need & NEED_A else 0, dtype=md)
+    gb = grad.new_empty(b.numel() if need & NEED_B else 0, dtype=md)
     return gx, ga, gb
 
 
-def reduce_param_grad(elem: torch.Tensor, p: torch.Tensor, inner: int) -> torch.Tensor:
-    """Sum the per-element terms [numel] of a parameter of P values to its [P] gradient."""
-    n, P = elem.numel(), p.numel()
-    if n == 0:
-        return torch.zeros_like(p)
-    return elem.view(n // (P * inner), P, inner).sum(dim=(0, 2))
+def _param_grad(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return g if g.shape == p.shape else torch.zeros_like(p)  # (an empty x with an empty parameter)
 
 
 def backward(ctx, grad: torch.Tensor, op: int, a: torch.Tensor, b: Optional[torch.Tensor], x: Optional[torch.Tensor],
@@ -127,13 +132,13 @@ def backward(ctx, grad: torch.Tensor, op: int, a: torch.Tensor, b: Optional[torc
     if need:
         bb = b if b is not None else a.new_empty(0)
         xx = x if x is not None else grad.new_empty(0)
-        gx_k, ga_e, gb_e = noise_backward(grad, xx, a, bb, ctx.state, op, inner_a, inner_b, need, ctx.backend)
+        gx_k, ga_k, gb_k = noise_backward(grad, xx, a, bb, ctx.state, op, inner_a, inner_b, need, ctx.backend)
         if need & NEED_X:
             gx = gx_k
         if need_a:
-            ga = reduce_param_grad(ga_e, a, inner_a)
+            ga = _param_grad(ga_k, a)
         if need_b:
-            gb = reduce_param_grad(gb_e, bb, inner_b)
+            gb = _param_grad(gb_k, bb)
     if need_x and op == OP_ADD:
         gx = grad
     return gx, ga, gb

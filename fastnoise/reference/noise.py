@@ -2,7 +2,8 @@
 
 Same signatures as the kernel schemas in csrc/register.cpp: `a`, `b` are 1-D parameters in the math
 type (float32; float64 for float64 x), element i of x uses ``a[(i // inner_a) % a.numel()]``, `b` may
-be empty (unused). The normals come from the NumPy Philox reference (fastnoise.reference.rng).
+be empty (unused). The backward returns grad_x and the [P] gradients of a and b (summed over the
+broadcast dims). The normals come from the NumPy Philox reference (fastnoise.reference.rng).
 
 `add`, `mul`, `sal` are the plain autograd formulas on a given delta (what a user would write); the
 memory test compares what they save for backward with what the fastnoise ops save.
@@ -65,8 +66,16 @@ def noise_backward(grad: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torc
         gx, ga, gb = g + hde * av, hde * xf, hde
     empty = grad.new_empty(0, dtype=md)
     return (gx.to(grad.dtype).reshape(grad.shape).contiguous() if need & NEED_X else grad.new_empty(0),
-            ga.contiguous() if need & NEED_A else empty.clone(),
-            gb.contiguous() if need & NEED_B else empty.clone())
+            reduce_terms(ga, a.numel(), inner_a) if need & NEED_A else empty.clone(),
+            reduce_terms(gb, b.numel(), inner_b) if need & NEED_B else empty.clone())
+
+
+def reduce_terms(t: torch.Tensor, P: int, inner: int) -> torch.Tensor:
+    """Sum per-element terms [numel] to the [P] gradient of a parameter (over the broadcast dims)."""
+    n = t.numel()
+    if n == 0 or P == 0:
+        return t.new_zeros(P)
+    return t.view(n // (P * inner), P, inner).sum(dim=(0, 2))
 
 
 # ---- plain autograd formulas (the eager baseline: delta is a tensor, so autograd saves it) ----------

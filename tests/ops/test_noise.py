@@ -1,0 +1,387 @@
+"""fastnoise.ops.noise_add / noise_mul / noise_sal and the layers of fastnoise.nn.noise."""
+import math
+
+import pytest
+import torch
+
+import fastnoise
+import fastnoise.nn as fnn
+from conformance import Spec, install
+from fastnoise.ops import _noise, noise_add, noise_mul, noise_sal
+from fastnoise.reference import noise as ref_noise
+
+SEED, OFFSET = 1234, 6  # fixed: reference and every backend draw the same delta
+SHAPES = [(2, 3, 5, 7), (3, 2, 1, 9), (1, 4, 3, 3), (0, 3, 2, 2)]
+
+
+def _per_channel(shape):
+    return (shape[1],) + (1,) * (len(shape) - 2)
+
+
+def _state_kw(state):
+    return dict(state=state) if state is not None else dict(seed=SEED, offset=OFFSET)
+
+
+# ---- specs -------------------------------------------------------------------------------------
+
+def add_fn(backend, x, sigma, state=None):
+    return noise_add(x, sigma, backend=backend, **_state_kw(state))
+
+
+def add_make(shape, dtype, device, gen):
+    return {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
+            "sigma": (0.1 + torch.rand(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
+
+
+def _op_call(name, params):
+    def call(inputs, backend):
+        x = inputs["x"]
+        md = _noise.math_dtype(x.dtype)
+        args = [x]
+        inners = []
+        for p in params:
+            v = inputs[p]
+            if isinstance(v, torch.Tensor):
+                flat, inner = _noise.layout(v.detach(), tuple(x.shape), md)
+                flat.requires_grad_(v.requires_grad)
+            else:
+                flat, inner = torch.full((1,), float(v), dtype=md), 1
+            args.append(flat)
+            inners.append(inner)
+        args.append(fastnoise.rng.make_state(SEED, OFFSET, x.device))
+        return getattr(torch.ops.fastnoise, name).default, tuple(args + inners + [backend])
+    return call
+
+
+def _bad_common(param):
+    return [
+        ("x-int", lambda i: {**i, "x": i["x"].to(torch.int32)}, TypeError, "x must be a floating tensor"),
+        ("x-list", lambda i: {**i, "x": [1.0, 2.0]}, TypeError, "x must be a torch.Tensor"),
+        (f"{param}-dtype", lambda i: {**i, param: i[param].double()}, TypeError, f"{param} must have the dtype of x"),
+        (f"{param}-device", lambda i: {**i, param: i[param].to("meta")}, ValueError,
+         f"{param} must be on the device of x"),
+        ("state-dtype", lambda i: {**i, "state": torch.tensor([1.0, 2.0])}, ValueError, "state must be an int64"),
+        ("state-shape", lambda i: {**i, "state": torch.tensor([1, 2, 3])}, ValueError, r"state must be .* shape \(2,\)"),
+    ]
+
+
+def _bad_sigma(param):
+    return [
+        (f"{param}-negative-float", lambda i: {**i, param: -0.5}, ValueError, rf"{param} must be a finite number in \[0"),
+        (f"{param}-nan-float", lambda i: {**i, param: float("nan")}, ValueError, f"{param} must be a finite number"),
+        (f"{param}-negative-tensor", lambda i: {**i, param: -i[param]}, ValueError, f"{param} must be finite and >= 0"),
+        (f"{param}-nan-tensor", lambda i: {**i, param: i[param] * float("nan")}, ValueError,
+         f"{param} must be finite and >= 0"),
+        (f"{param}-bool", lambda i: {**i, param: True}, TypeError, f"{param} must be a real number"),
+    ]
+
+
+ADD = Spec(
+    name="noise_add", fn=add_fn, make=add_make, shapes=SHAPES, grad_inputs=("x", "sigma"),
+    op_call=_op_call("noise_add", ["sigma"]), noncontig_inputs=("x",),
+    bad_inputs=_bad_common("sigma") + _bad_sigma("sigma") + [
+        ("sigma-shape", lambda i: {**i, "sigma": torch.ones(4, 1, 1, 1, 1)}, ValueError, r"sigma must broadcast to x.shape"),
+    ])
+
+ADD_FLOAT = Spec(
+    name="noise_add_float", fn=add_fn,
+    make=lambda shape, dtype, device, gen: {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device), "sigma": 0.7},
+    shapes=SHAPES[:2] + SHAPES[3:], grad_inputs=("x",), op_call=_op_call("noise_add", ["sigma"]),
+    noncontig_inputs=("x",))
+
+# a broadcast pattern with a hole ([C, 1, W]): expanded over its span by the layout
+ADD_BCAST = Spec(
+    name="noise_add_bcast", fn=add_fn,
+    make=lambda shape, dtype, device, gen: {
+        "x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
+        "sigma": torch.rand(shape[1], 1, shape[3], generator=gen, dtype=dtype).to(device)},
+    shapes=SHAPES[:2], grad_inputs=("x", "sigma"), op_call=_op_call("noise_add", ["sigma"]), noncontig_inputs=("x", "sigma"))
+
+
+def mul_fn(backend, x, mu, sigma, state=None):
+    return noise_mul(x, mu, sigma, backend=backend, **_state_kw(state))
+
+
+def mul_make(shape, dtype, device, gen):
+    return {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
+            "mu": (1 + 0.3 * torch.randn(shape[1:], generator=gen, dtype=dtype)).to(device),
+            "sigma": (0.1 + torch.rand(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
+
+
+MUL = Spec(
+    name="noise_mul", fn=mul_fn, make=mul_make, shapes=SHAPES, grad_inputs=("x", "mu", "sigma"),
+    op_call=_op_call("noise_mul", ["mu", "sigma"]), noncontig_inputs=("x", "mu"),
+    bad_inputs=_bad_common("mu") + _bad_sigma("sigma") + [
+        ("mu-batch-shape", lambda i: {**i, "mu": torch.ones(i["x"].shape)}, ValueError, r"mu must broadcast to x.shape\[1:\]"),
+        ("sigma-shape", lambda i: {**i, "sigma": torch.ones(7, 1, 1)}, ValueError, r"sigma must broadcast to x.shape\[1:\]"),
+    ])
+
+
+def sal_fn(backend, x, w, b, state=None):
+    return noise_sal(x, w, b, backend=backend, **_state_kw(state))
+
+
+def sal_make(shape, dtype, device, gen):
+    return {"x": torch.rand(shape, generator=gen, dtype=dtype).to(device),
+            "w": (0.5 * torch.randn(shape[1:], generator=gen, dtype=dtype)).to(device),
+            "b": (-2 + 0.5 * torch.randn(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
+
+
+SAL_SPEC = Spec(
+    name="noise_sal", fn=sal_fn, make=sal_make, shapes=SHAPES, grad_inputs=("x", "w", "b"),
+    op_call=_op_call("noise_sal", ["w", "b"]), noncontig_inputs=("x", "w"),
+    bad_inputs=_bad_common("w") + [
+        ("b-dtype", lambda i: {**i, "b": i["b"].double()}, TypeError, "b must have the dtype of x"),
+        ("w-shape", lambda i: {**i, "w": torch.ones(2, 2)}, ValueError, r"w must broadcast to x.shape\[1:\]"),
+        ("b-nan-float", lambda i: {**i, "b": float("nan")}, ValueError, "b must be a finite number"),
+    ])
+
+install(globals(), [ADD, ADD_FLOAT, ADD_BCAST, MUL, SAL_SPEC])
+
+CPU_BACKENDS = ["reference", "cpu", "triton"]
+
+
+# ---- the noise itself --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_delta_is_the_rng_normal_stream(backend):
+    n, seed, offset = 1001, 77, 13
+    y = noise_add(torch.zeros(n), 1.0, seed=seed, offset=offset, backend=backend)
+    want = fastnoise.rng.normal(n, seed, offset, backend=backend if backend != "reference" else "reference")
+    assert torch.equal(y, want)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_forward_and_backward_noise_bit_identical(backend):
+    shape = (3, 4, 5, 6)
+    # add, per-element sigma of ones on x = 0: y = delta, dL/dsigma = g * delta with g = 1
+    sigma = torch.ones(shape, requires_grad=True)
+    y = noise_add(torch.zeros(shape), sigma, seed=5, offset=2, backend=backend)
+    y.sum().backward()
+    assert torch.equal(sigma.grad, y.detach())
+    # add, scalar and per-channel sigma: dL/dsigma = the forward's delta summed (up to summation order)
+    for sh in [(), (4, 1, 1)]:
+        s = torch.ones(sh, requires_grad=True)
+        y = noise_add(torch.zeros(shape), s, seed=5, offset=2, backend=backend)
+        y.backward(torch.ones(shape))
+        want = y.detach().double().sum_to_size((1,) * (4 - len(sh)) + sh).reshape(sh)
+        torch.testing.assert_close(s.grad.double(), want, rtol=1e-6, atol=1e-5)
+    # mul with batch 1, x = 1, mu = 0, sigma = 1: y = delta = dL/dsigma
+    sig = torch.ones(shape[1:], requires_grad=True)
+    y = noise_mul(torch.ones((1,) + shape[1:]), torch.zeros(shape[1:]), sig, seed=9, backend=backend)
+    y.sum().backward()
+    assert torch.equal(sig.grad, y.detach()[0])
+    # sal with w = b = 0 on x = 0: y = delta, dL/db = delta / 2
+    b = torch.zeros(shape[1:], requires_grad=True)
+    y = noise_sal(torch.zeros((1,) + shape[1:]), torch.zeros(shape[1:]), b, seed=11, offset=3, backend=backend)
+    y.sum().backward()
+    assert torch.equal(2 * b.grad, y.detach()[0])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_offsets_and_seeds(backend):
+    x = torch.zeros(64)
+    a = noise_add(x, 1.0, seed=1, offset=0, backend=backend)
+    assert torch.equal(a, noise_add(x, 1.0, seed=1, offset=0, backend=backend))
+    b = noise_add(x, 1.0, seed=1, offset=64, backend=backend)
+    c = noise_add(x, 1.0, seed=2, offset=0, backend=backend)
+    assert not torch.equal(a, b) and not torch.equal(a, c)
+    # a later offset is the same stream shifted
+    long = noise_add(torch.zeros(70), 1.0, seed=1, offset=0, backend=backend)
+    assert torch.equal(noise_add(torch.zeros(60), 1.0, seed=1, offset=5, backend=backend), long[5:65])
+    # an explicit state equals seed/offset
+    st = fastnoise.rng.make_state(1, 64)
+    assert torch.equal(noise_add(x, 1.0, state=st, backend=backend), b)
+
+
+def test_global_stream_advances_and_is_reproducible():
+    x = torch.zeros(10)
+    fastnoise.rng.manual_seed(5)
+    a, b = noise_add(x, 1.0), noise_add(x, 1.0)
+    assert not torch.equal(a, b)
+    fastnoise.rng.manual_seed(5)
+    assert torch.equal(noise_add(x, 1.0), a)
+    # global slices are rounded to 4: the second call starts at offset 12
+    assert torch.equal(b, noise_add(x, 1.0, seed=5, offset=12))
+
+
+def test_state_handling_errors():
+    x = torch.zeros(4)
+    with pytest.raises(ValueError, match="offset requires seed"):
+        noise_add(x, 1.0, offset=3)
+    with pytest.raises(ValueError, match="either state or seed"):
+        noise_add(x, 1.0, seed=1, state=fastnoise.rng.make_state(1))
+    with pytest.raises(ValueError, match="seed must be an int in"):
+        noise_add(x, 1.0, seed=-1)
+    with pytest.raises(ValueError, match="x must have a batch dimension"):
+        noise_mul(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.5))
+
+
+def test_noise_statistics():
+    x = torch.zeros(64, 256)
+    y = noise_add(x, torch.full((256,), 0.5), seed=3)
+    assert abs(y.std().item() - 0.5) < 0.01 and abs(y.mean().item()) < 0.01
+    m = noise_mul(torch.ones(64, 256), torch.full((256,), 2.0), 0.25, seed=3)
+    assert abs(m.mean().item() - 2) < 0.01 and abs(m.std().item() - 0.25) < 0.01
+    s = noise_sal(torch.zeros(64, 256), 0.0, 2 * math.log(0.3), seed=3)
+    assert abs(s.std().item() - 0.3) < 0.01
+
+
+# ---- memory: nothing of x's size saved beyond what the eager formula saves for x ----------------
+
+def _saved_bytes(fn):
+    """(bytes of all saved tensors, list of numels) of fn() via saved_tensors_hooks."""
+    saved = []
+
+    def pack(t):
+        saved.append((t.numel(), t.numel() * t.element_size()))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, saved
+
+
+@pytest.mark.parametrize("op", ["add", "mul", "sal"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_memory_no_delta_saved(op, backend, capsys):
+    shape = (8, 3, 16, 16)
+    n = math.prod(shape)
+    x = torch.randn(shape, requires_grad=True)
+    pc = torch.rand(3, 1, 1, requires_grad=True)
+    pf = torch.rand(shape[1:], requires_grad=True)
+    delta = fastnoise.rng.normal(n, 1).reshape(shape)
+    if op == "add":
+        ours = lambda: noise_add(x, pc, seed=1, backend=backend)
+        eager = lambda: ref_noise.add(x, pc, delta)
+    elif op == "mul":
+        ours = lambda: noise_mul(x, pf, pc, seed=1, backend=backend)
+        eager = lambda: ref_noise.mul(x, pf, pc, delta)
+    else:
+        ours = lambda: noise_sal(x, pf, pc, seed=1, backend=backend)
+        eager = lambda: ref_noise.sal(x, pf, pc, delta)
+    y, saved = _saved_bytes(ours)
+    _, saved_ref = _saved_bytes(eager)
+    big = [b for k, b in saved if k >= n]
+    big_ref = [b for k, b in saved_ref if k >= n]
+    with capsys.disabled():
+        print(f"\n[memory] noise_{op} ({backend}): saved {sum(b for _, b in saved)} B total, "
+              f"{sum(big)} B of x's size; eager formula: {sum(b for _, b in saved_ref)} B total, {sum(big_ref)} B "
+              f"of x's size (x is {n * 4} B)")
+    x_saved_by_ref = 1 if op != "add" else 0  # the eager formula keeps x (mul, sal) and delta
+    assert len(big) == x_saved_by_ref, f"saved tensors of x's size: {big}"
+    assert len(big_ref) >= x_saved_by_ref + 1  # the eager formula also saves delta (or an x-sized product)
+    assert sum(big) < sum(big_ref)
+    y.sum().backward()  # still differentiable
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+def _layers():
+    return [fnn.GaussianNoise(0.3, seed=1), fnn.LearnableNoise((3, 1, 1), init=0.2, seed=2),
+            fnn.RandomWeight((3, 4, 4), seed=3), fnn.SAL(3, seed=4), fnn.SAL(3, seed=5, feature_shape=(3, 4, 4))]
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=lambda m: type(m).__name__)
+def test_layer_advances_offset_and_modes(layer):
+    x = torch.rand(2, 3, 4, 4)
+    off0 = int(layer.stream.state[1])
+    a, b = layer(x), layer(x)
+    assert not torch.equal(a, b)
+    assert int(layer.stream.state[1]) == off0 + 2 * 96
+    layer.eval()
+    assert not torch.equal(layer(x), layer(x)), "mode 'on' keeps the noise in eval()"
+    layer.set_noise_mode("train")
+    assert torch.equal(layer(x), layer(x))
+    layer.set_noise_mode("off")
+    off = int(layer.stream.state[1])
+    y = layer(x)
+    if isinstance(layer, fnn.RandomWeight):
+        assert torch.equal(y, x * layer.mu)
+    else:
+        assert torch.equal(y, x)
+    assert int(layer.stream.state[1]) == off  # no noise, no offset consumed
+    layer.set_noise_mode("on")
+    layer.train()
+
+
+@pytest.mark.parametrize("layer", _layers(), ids=lambda m: type(m).__name__)
+def test_layer_state_dict_round_trip(layer):
+    x = torch.rand(2, 3, 4, 4)
+    layer(x)
+    for p in layer.parameters():
+        with torch.no_grad():
+            p.add_(0.01)
+    fresh = type(layer).__new__(type(layer))
+    fresh.__dict__ = {}
+    fresh = {fnn.GaussianNoise: lambda: fnn.GaussianNoise(0.3, seed=99),
+             fnn.LearnableNoise: lambda: fnn.LearnableNoise((3, 1, 1), seed=99),
+             fnn.RandomWeight: lambda: fnn.RandomWeight((3, 4, 4), seed=99),
+             fnn.SAL: lambda: fnn.SAL(3, seed=99, feature_shape=tuple(layer.w.shape) if layer.w.shape[1] > 1 else None),
+             }[type(layer)]()
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.equal(fresh(x), layer(x))  # same parameters, same stream position
+
+
+def test_layer_gradients_flow_to_parameters():
+    for layer in _layers()[1:]:
+        x = torch.rand(2, 3, 4, 4, requires_grad=True)
+        layer(x).square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        for name, p in layer.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{type(layer).__name__}.{name}"
+
+
+def test_layer_compiled_matches_eager_and_advances():
+    eager, comp = fnn.SAL(3, seed=7), fnn.SAL(3, seed=7)
+    f = torch.compile(comp, fullgraph=True)
+    x = torch.rand(2, 3, 4, 4)
+    for _ in range(2):
+        torch.testing.assert_close(f(x), eager(x), rtol=1e-6, atol=1e-6)
+    assert comp.stream.state.tolist() == eager.stream.state.tolist()
+
+
+def test_random_weight_constrain():
+    torch.manual_seed(0)
+    r = fnn.RandomWeight((3, 4, 4), sigma_init=0.3)
+    with torch.no_grad():
+        r.sigma.uniform_(-0.5, 1.0)
+    r.constrain_(10.0, 12.0)
+    assert (r.sigma >= 0).all() and 10.0 - 1e-4 <= r.sigma.sum().item() <= 12.0 + 1e-4
+    assert abs(r.sigma.sum().item() - 10.0) < 1e-4 or abs(r.sigma.sum().item() - 12.0) < 1e-4
+    r.constrain_(100.0, 200.0)
+    assert abs(r.sigma.sum().item() - 100.0) < 1e-3
+    before = r.sigma.detach().clone()
+    r.constrain_(50.0, 150.0)  # inside: unchanged
+    assert torch.equal(before, r.sigma.detach())
+    with pytest.raises(ValueError, match="lower must be <= upper"):
+        r.constrain_(3.0, 2.0)
+
+
+def test_layer_bad_arguments():
+    with pytest.raises(ValueError, match="sigma must be a finite number"):
+        fnn.GaussianNoise(-1.0)
+    with pytest.raises(ValueError, match="init_std must be a finite number"):
+        fnn.SAL(3, init_std=0.0)
+    with pytest.raises(ValueError, match="feature_shape must start with channels"):
+        fnn.SAL(3, feature_shape=(4, 2, 2))
+    with pytest.raises(TypeError, match="shape must be an int"):
+        fnn.RandomWeight((3.0, 2))
+
+
+def test_convert_rse():
+    from fastnoise.convert import methods
+    assert "rse" in methods()
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3), torch.nn.Conv2d(4, 2, 1)))
+    fastnoise.convert(model, "rse", sigma=0.2, skip_first=True, seed=10)
+    noises = [m for m in model.modules() if isinstance(m, fnn.GaussianNoise)]
+    assert len(noises) == 2 and all(m.sigma == 0.2 for m in noises)
+    assert isinstance(model[0], torch.nn.Conv2d)
+    x = torch.rand(2, 3, 8, 8)
+    model.eval()
+    assert not torch.equal(model(x), model(x))
+    with fnn.noise_mode(model, "off"):
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(ValueError, match="sigma must be a finite number"):
+        fastnoise.convert(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)), "rse", sigma=-1.0)
