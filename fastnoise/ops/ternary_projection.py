@@ -146,15 +146,23 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend."""
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
-    if conv:
-        z = F.conv2d(y, wf.reshape(w.shape[0], -1, 1, 1), None if int4 else b, groups=groups)
+    if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
+        bsz, _, ho, wo = y.shape
+        n, k = w.shape
+        if groups == 1:
+            z = torch.matmul(wf, y.reshape(bsz, k, ho * wo))
+        else:
+            z = torch.matmul(wf.view(groups, n // groups, k), y.reshape(bsz, groups, k, ho * wo))
+        z = z.view(bsz, n, ho, wo)
+        if b is not None and not int4:
+            z.add_(b.view(1, -1, 1, 1))  # z is fresh (custom ops run without autograd inside)
     else:
         z = F.linear(y, wf, None if int4 else b)
     if int4:
         shape = (1, -1, 1, 1) if conv else (1, -1)
-        z = z * w_scale.to(y.dtype).view(shape)
+        z.mul_(w_scale.to(y.dtype).view(shape))
         if b is not None:
-            z = z + (b.to(y.dtype) * b_scale.to(y.dtype)).view(shape)
+            z.add_((b.to(y.dtype) * b_scale.to(y.dtype)).view(shape))
     return z
 
 
