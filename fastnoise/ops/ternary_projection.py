@@ -125,7 +125,21 @@ def _conv_project_t(grad: torch.Tensor, packed: torch.Tensor, scale: float, in_s
     rows = grad.reshape(b, groups, k, ho * wo).permute(0, 1, 3, 2).reshape(-1, k).contiguous()
     cols = _project_t(rows, packed, d, scale, backend)  # [B*G*L, d]
     cols = cols.view(b, groups, ho * wo, d).permute(0, 1, 3, 2).reshape(b, groups * d, ho * wo)
-    return F.fold(cols, tuple(in_shape[2:]), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
+    return _col2im(cols, in_shape, conv)
+
+
+def _col2im(cols: torch.Tensor, in_shape, conv: tuple) -> torch.Tensor:
+    """F.fold as kh*kw strided slice-adds. (Inductor's fold lowering in torch 2.13 is wrong for a
+    non-contiguous input with dilation > 1, and `.contiguous()` does not survive its fusion.)"""
+    kh, kw, sh, sw, ph, pw, dh, dw, _ = conv
+    b, c, h, w = in_shape
+    ho, wo = _ref.conv_out_size(h, kh, sh, ph, dh), _ref.conv_out_size(w, kw, sw, pw, dw)
+    cols = cols.reshape(b, c, kh, kw, ho, wo)
+    out = cols.new_zeros((b, c, h + 2 * ph, w + 2 * pw))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw] += cols[:, :, i, j]
+    return out[:, :, ph: ph + h, pw: pw + w]
 
 
 def _conv_project_setup(ctx, inputs, output):
