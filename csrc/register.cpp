@@ -27,4 +27,11 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
   m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
   m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
+  // ternary_projection (NENNI): packed P = int32 [2, k, ceil(d/32)] (+1 / -1 bitmasks, see
+  // csrc/ternary_projection/ternary.h); state = int64[2] (seed, offset)
+  m.def("ternary_generate(Tensor state, int k, int d) -> Tensor");
+  m.def("ternary_project(Tensor x, Tensor packed, float scale) -> Tensor");
+  m.def("ternary_project_t(Tensor g, Tensor packed, int d, float scale) -> Tensor");
+  m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
+        "int pw, int dh, int dw, int groups) -> Tensor");
 }

@@ -9,3 +9,5 @@ from .noise_sal import noise_sal
 
 __all__ = ["noise_add", "noise_mul", "noise_sal"]
 from .mask_blend import mask_blend  # noqa: E402,F401
+from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,  # noqa: E402
+                                 ternary_conv_project, ternary_linear_approx, ternary_project)
