@@ -3,11 +3,13 @@
 Each op resolves its backend (see `fastnoise.use_backend`) and passes it to the custom op as an
 explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opcheck` passes.
 """
+from .mask_blend import mask_blend
 from .noise_add import noise_add
 from .noise_mul import noise_mul
 from .noise_sal import noise_sal
-
-__all__ = ["noise_add", "noise_mul", "noise_sal"]
-from .mask_blend import mask_blend  # noqa: E402,F401
-from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,  # noqa: E402
+from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                                  ternary_conv_project, ternary_linear_approx, ternary_project)
+
+__all__ = ["mask_blend", "noise_add", "noise_mul", "noise_sal", "TernaryProjection", "dequantize_int4",
+           "quantize_int4", "ternary_conv_approx", "ternary_conv_project", "ternary_linear_approx",
+           "ternary_project"]
