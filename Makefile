@@ -42,7 +42,7 @@ cuda-check:
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
 
 test: setup cuda-check
-	TRITON_INTERPRET=1 $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900
+	TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TRITON_INTERPRET=1 $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900
 
 bench: setup
 	$(PY) -m fastnoise bench

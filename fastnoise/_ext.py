@@ -68,3 +68,7 @@ def load_error(module: str) -> Optional[str]:
 
 
 _check_build_matches()
+# Load the kernels now, not on first use: importing inside a torch.compile trace breaks fullgraph.
+cpu_extension()
+if torch.cuda.is_available():
+    _load("_C_cuda")
