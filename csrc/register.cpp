@@ -34,4 +34,16 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("ternary_project_t(Tensor g, Tensor packed, int d, float scale) -> Tensor");
   m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
         "int pw, int dh, int dw, int groups) -> Tensor");
+  // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
+  // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
+  // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);
+  // the conv backward serves both granularities (mask [B, n, H', W'] or [B, n, 1, 1]).
+  m.def("sampled_linear(Tensor x, Tensor weight, Tensor? bias, Tensor mask) -> Tensor");
+  m.def("sampled_linear_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask) -> (Tensor, Tensor, Tensor)");
+  m.def("sampled_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor mask, int[] stride, int[] padding, "
+        "int[] dilation, int groups) -> Tensor");
+  m.def("channel_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor keep, int[] stride, int[] padding, "
+        "int[] dilation, int groups) -> Tensor");
+  m.def("sampled_conv2d_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask, int[] stride, "
+        "int[] padding, int[] dilation, int groups) -> (Tensor, Tensor, Tensor)");
 }

@@ -7,9 +7,10 @@ from .mask_blend import mask_blend
 from .noise_add import noise_add
 from .noise_mul import noise_mul
 from .noise_sal import noise_sal
+from .sampled import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear
 from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                                  ternary_conv_project, ternary_linear_approx, ternary_project)
 
 __all__ = ["mask_blend", "noise_add", "noise_mul", "noise_sal", "TernaryProjection", "dequantize_int4",
            "quantize_int4", "ternary_conv_approx", "ternary_conv_project", "ternary_linear_approx",
-           "ternary_project"]
+           "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear"]
