@@ -15,4 +15,11 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(fastnoise_kernels, m) {
   // rng: state = int64[2] (seed, offset); kind 0 raw (int64 out), 1 uniform, 2 normal (float32 out)
   m.def("philox(Tensor state, int count, int kind) -> Tensor");
+  // ternary_projection (NENNI): packed P = int32 [2, k, ceil(d/32)] (+1 / -1 bitmasks, see
+  // csrc/ternary_projection/ternary.h); state = int64[2] (seed, offset)
+  m.def("ternary_generate(Tensor state, int k, int d) -> Tensor");
+  m.def("ternary_project(Tensor x, Tensor packed, float scale) -> Tensor");
+  m.def("ternary_project_t(Tensor g, Tensor packed, int d, float scale) -> Tensor");
+  m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
+        "int pw, int dh, int dw, int groups) -> Tensor");
 }

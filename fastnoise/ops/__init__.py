@@ -3,3 +3,5 @@
 Each op resolves its backend (see `fastnoise.use_backend`) and passes it to the custom op as an
 explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opcheck` passes.
 """
+from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,  # noqa: E402
+                                 ternary_conv_project, ternary_linear_approx, ternary_project)
