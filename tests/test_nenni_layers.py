@@ -144,29 +144,36 @@ def test_distill_loss_is_eq1_and_trains_only_the_approximation():
         assert layer.weight.grad is None and layer.bias.grad is None
 
 
-def test_jl_initialisation_approximates_before_distillation():
+def test_data_free_initialisation_is_the_least_squares_fit():
+    torch.manual_seed(4)
     c = torch.nn.Conv2d(16, 32, 3, padding=1)
-    layer = NENNIConv2d.from_conv(c, ratio=0.5, k=144)
-    x = torch.randn(2, 16, 6, 6)
+    layer = NENNIConv2d.from_conv(c, ratio=0.5, k=72)
+    x = torch.randn(4, 16, 6, 6)
     with torch.no_grad():
         z, za = c(x), layer._approx(x)
-    assert float((z - za).pow(2).sum() / z.pow(2).sum()) < 1.0
-    P = layer.proj.dense()
-    torch.testing.assert_close(layer.approx_weight.detach(), c.weight.detach().reshape(32, -1) @ P.t())
+    rel = float((z - za).pow(2).sum() / z.pow(2).sum())
+    assert rel < 0.8  # 1 - k/d = 0.5 in expectation for isotropic inputs
+    P = layer.proj.dense(torch.float64)
+    W = c.weight.detach().reshape(32, -1).double()
+    Wt = layer.approx_weight.detach().double()
+    torch.testing.assert_close(Wt @ P @ P.t(), W @ P.t(), rtol=1e-4, atol=1e-5)  # the normal equations
 
 
 def test_distillation_steps_reduce_the_error():
     c = conv()
     layer = NENNIConv2d.from_conv(c, ratio=0.9, k=16, mode="distill")
     opt = torch.optim.SGD([layer.approx_weight, layer.approx_bias], lr=0.2, momentum=0.9)
+    g = torch.Generator().manual_seed(5)
+    mix = torch.randn(8, 2, generator=g)
+    x = torch.einsum("cr,brhw->bchw", mix, torch.randn(4, 2, 6, 5, generator=g)) + 0.5  # structured inputs
     losses = []
-    for _ in range(30):
+    for _ in range(40):
         opt.zero_grad()
-        layer(X_CONV)
+        layer(x)
         (layer.distill_loss / layer.distill_scale).backward()
         opt.step()
-        losses.append(float(layer.distill_loss))
-    assert losses[-1] < 0.5 * losses[0]
+        losses.append(float(layer.distill_loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 # ---- INT4 ----------------------------------------------------------------------------------------

@@ -118,15 +118,18 @@ class NENNILayer(NoiseModule):
         self.distill_scale: Optional[torch.Tensor] = None
         if nm is not None and n % nm[1] != 0:
             raise ValueError(f"nm: M must divide the number of output neurons ({n}), got nm={tuple(nm)}")
-        from ..ops import TernaryProjection, ternary_project
+        from ..ops import TernaryProjection
         w = weight.detach()
         # P: fixed after initialisation (seed §3.1), generated from `seed` on the shared Philox stream
         # (bit-identical on every backend); a submodule, so it follows .to() and is saved (2 bits/entry)
         self.proj = TernaryProjection.generate(k, d, seed, w.device)
-        # JL initialisation (seed §3.3, Theorem 1): E[P^T P] = I, so W~ = W P^T, b~ = b already give
-        # z~ = W P^T P x + b ~ z before any distillation.
+        # Data-free initialisation: W~ = argmin ||W - W~ P||_F = W P^T (P P^T)^+, the best approximation
+        # for isotropic inputs (relative error 1 - k/d in expectation, against d/k for the plain JL
+        # estimate W P^T); distillation on real data (seed Eq. 1) refines it.
         with torch.no_grad():
-            w_init = ternary_project(w.reshape(n, d).float(), self.proj).to(w.dtype)
+            p_dense = self.proj.dense(torch.float64).cpu()
+            w_init = torch.linalg.lstsq(p_dense.t(), w.reshape(n, d).to(torch.float64).cpu().t()).solution.t()
+            w_init = w_init.to(dtype=w.dtype, device=w.device)
         self.approx_weight = torch.nn.Parameter(w_init.contiguous())
         b0 = bias.detach().clone() if bias is not None else torch.zeros(n, dtype=w.dtype, device=w.device)
         self.approx_bias = torch.nn.Parameter(b0)
