@@ -1,0 +1,141 @@
+// CPU kernels of mask_blend: per-row top-k / N:M selection on order-preserving keys, then the blend
+// out = mask ? z : za, in one pass per row; and the fused backward (grad -> grad*m, grad*(1-m)).
+//
+// The tensor is viewed as [outer, F, inner] (dim = the F axis), so dim=1 of NCHW needs no transpose.
+// Rows (or N:M groups) are processed 16 at a time: their keys are gathered key-major into a
+// [L, 16] buffer and selected with loops over the 16 rows (csrc/mask_blend/select.h), which
+// vectorize; parallel over tiles.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "common.h"
+#include "mask_blend/args.h"
+#include "mask_blend/keys.h"
+#include "mask_blend/select.h"
+
+namespace fastnoise {
+namespace {
+
+using Layout = MaskBlendLayout;
+
+constexpr int kLanes = 16;  // rows per tile (SIMD lanes of the selection)
+
+// Rows r = (o, g, i) of `length` features `inner` apart: top-k has one group per (o, i), N:M has
+// F / M. A tile holds kLanes consecutive rows (the last one repeated to pad a partial tile).
+template <typename scalar_t>
+void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t length,
+                      int64_t k, bool signed_score) {
+  using K = typename KeyOf<scalar_t>::type;
+  using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
+  constexpr int R = kLanes;
+  const int64_t L = length, inner = l.inner;
+  const int64_t groups = l.feats / L;
+  const int64_t gi = groups * inner;
+  const int64_t n_rows = l.outer * gi;
+  const int64_t n_tiles = (n_rows + R - 1) / R;
+  const int64_t grain = std::max<int64_t>(1, 4096 / (L * R));
+  at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
+    std::vector<K> keys(L * R);
+    std::vector<uint8_t> sel(L * R);
+    int64_t base[R];
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t r0 = tile * R;
+      const int nr = static_cast<int>(std::min<int64_t>(R, n_rows - r0));
+      for (int lane = 0; lane < R; ++lane) {
+        const int64_t r = r0 + std::min(lane, nr - 1);
+        const int64_t o = r / gi, rem = r - o * gi, g = rem / inner, i = rem - g * inner;
+        base[lane] = o * gi * L + g * L * inner + i;
+      }
+      if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
+        for (int lane = 0; lane < R; ++lane) {
+          const scalar_t* p = za + base[lane];
+          K* kp = keys.data() + lane;
+          for (int64_t j = 0; j < L; ++j) kp[j * R] = score_key(static_cast<acc_t>(p[j]), signed_score);
+        }
+      } else {  // neighbouring lanes are neighbouring positions: read across lanes
+        for (int64_t j = 0; j < L; ++j) {
+          K* kp = keys.data() + j * R;
+          const int64_t off = j * inner;
+          for (int lane = 0; lane < R; ++lane) kp[lane] = score_key(static_cast<acc_t>(za[base[lane] + off]), signed_score);
+        }
+      }
+      select_lanes<K, R>(keys.data(), L, k, sel.data());
+      if (inner == 1) {
+        for (int lane = 0; lane < nr; ++lane) {
+          const int64_t b0 = base[lane];
+          const uint8_t* sp = sel.data() + lane;
+          for (int64_t j = 0; j < L; ++j) {
+            const bool s = sp[j * R];
+            out[b0 + j] = s ? z[b0 + j] : za[b0 + j];
+            mask[b0 + j] = s;
+          }
+        }
+      } else {
+        for (int64_t j = 0; j < L; ++j) {
+          const uint8_t* sp = sel.data() + j * R;
+          const int64_t off = j * inner;
+          for (int lane = 0; lane < nr; ++lane) {
+            const int64_t idx = base[lane] + off;
+            const bool s = sp[lane];
+            out[idx] = s ? z[idx] : za[idx];
+            mask[idx] = s;
+          }
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const at::Tensor& za_in, int64_t keep,
+                                                  int64_t n, int64_t m, bool signed_score, int64_t dim) {
+  const Layout l = check_mask_blend_args(z_in, za_in, keep, n, m, dim);
+  const at::Tensor z = z_in.contiguous();
+  const at::Tensor za = za_in.contiguous();
+  at::Tensor out = at::empty(z.sizes(), z.options());
+  at::Tensor mask = at::empty(z.sizes(), z.options().dtype(at::kBool));
+  if (z.numel() == 0) return {out, mask};
+  const int64_t length = m > 0 ? m : l.feats;
+  const int64_t k = m > 0 ? n : keep;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
+    mask_blend_tiles<scalar_t>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                               mask.data_ptr<bool>(), l, length, k, signed_score);
+  });
+  return {out, mask};
+}
+
+std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& grad_in, const at::Tensor& mask_in) {
+  check_mask_blend_backward_args(grad_in, mask_in);
+  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor mask = mask_in.contiguous();
+  at::Tensor gz = at::empty(grad.sizes(), grad.options());
+  at::Tensor gza = at::empty(grad.sizes(), grad.options());
+  const int64_t count = grad.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "mask_blend_backward_cpu", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const bool* mk = mask.data_ptr<bool>();
+    scalar_t* a = gz.data_ptr<scalar_t>();
+    scalar_t* b = gza.data_ptr<scalar_t>();
+    const scalar_t zero(0);
+    at::parallel_for(0, count, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const bool s = mk[i];
+        a[i] = s ? g[i] : zero;
+        b[i] = s ? zero : g[i];
+      }
+    });
+  });
+  return {gz, gza};
+}
+
+}  // namespace
+}  // namespace fastnoise
+
+TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
+  m.impl("mask_blend", &fastnoise::mask_blend_cpu);
+  m.impl("mask_blend_backward", &fastnoise::mask_blend_backward_cpu);
+}
