@@ -27,4 +27,16 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
   m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
   m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
+  // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
+  // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
+  // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);
+  // the conv backward serves both granularities (mask [B, n, H', W'] or [B, n, 1, 1]).
+  m.def("sampled_linear(Tensor x, Tensor weight, Tensor? bias, Tensor mask) -> Tensor");
+  m.def("sampled_linear_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask) -> (Tensor, Tensor, Tensor)");
+  m.def("sampled_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor mask, int[] stride, int[] padding, "
+        "int[] dilation, int groups) -> Tensor");
+  m.def("channel_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor keep, int[] stride, int[] padding, "
+        "int[] dilation, int groups) -> Tensor");
+  m.def("sampled_conv2d_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask, int[] stride, "
+        "int[] padding, int[] dilation, int groups) -> (Tensor, Tensor, Tensor)");
 }

@@ -6,3 +6,4 @@ explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opc
 from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,  # noqa: E402
                                  ternary_conv_project, ternary_linear_approx, ternary_project)
 from .mask_blend import mask_blend  # noqa: E402,F401
+from .sampled import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear

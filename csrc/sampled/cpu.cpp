@@ -1,0 +1,276 @@
+// CPU kernels of the sampled exact products (NENNI): only the selected outputs are computed.
+//
+// Position granularity (sampled_linear, sampled_conv2d) is a sampled dense-dense product (SDDMM):
+// rows are samples (linear) or output positions (conv, im2col'ed per tile of positions into a
+// thread-local buffer), and for each row only the dot products with the weight rows of its selected
+// channels run, eight at a time sharing the row's loads (register-blocked, vectorized by the
+// compiler). Channel granularity (channel_conv2d) gathers each sample's kept weight rows and runs one
+// GEMM over the im2col'ed sample: dense work on the kept channels only. Half / bfloat16 inputs are
+// computed in float32 and rounded once. Values never depend on the thread count.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common.h"
+#include "sampled/aten_common.h"
+
+namespace fastnoise {
+namespace {
+
+// NC dot products of length K between p and w[0..NC): acc lanes are independent, so the loop
+// vectorizes without reassociation flags; the lanes are summed in a fixed order.
+template <int NC, typename T>
+inline void dot_block(const T* __restrict__ p, const T* const* w, int64_t K, T* out) {
+  constexpr int V = 64 / sizeof(T);
+  T acc[NC][V];
+  for (int c = 0; c < NC; ++c)
+    for (int l = 0; l < V; ++l) acc[c][l] = T(0);
+  int64_t k = 0;
+  for (; k + V <= K; k += V) {
+    for (int c = 0; c < NC; ++c) {
+      const T* __restrict__ wc = w[c] + k;
+#pragma omp simd
+      for (int l = 0; l < V; ++l) acc[c][l] += p[k + l] * wc[l];
+    }
+  }
+  for (int c = 0; c < NC; ++c) {
+    T s = T(0);
+    for (int l = 0; l < V; ++l) s += acc[c][l];
+    for (int64_t kk = k; kk < K; ++kk) s += p[kk] * w[c][kk];
+    out[c] = s;
+  }
+}
+
+// Rows [0, rows) of P (row stride ldp, length K) against weight rows W (stride ldw): for each row r and
+// each column j < ncols with M[r*m_rs + j*m_cs], O[r*o_rs + j*o_cs] = P[r] . W[j] + bias[j]. Unselected
+// outputs are not touched (the caller zero-fills).
+template <typename T>
+void sddmm_rows(const T* P, int64_t ldp, int64_t rows, int64_t K, const T* W, int64_t ldw, int64_t ncols,
+                const bool* M, int64_t m_rs, int64_t m_cs, const T* bias, T* O, int64_t o_rs, int64_t o_cs,
+                std::vector<int64_t>& sel) {
+  const T* w[8];
+  T res[8];
+  for (int64_t r = 0; r < rows; ++r) {
+    sel.clear();
+    const bool* mr = M + r * m_rs;
+    for (int64_t j = 0; j < ncols; ++j)
+      if (mr[j * m_cs]) sel.push_back(j);
+    const T* p = P + r * ldp;
+    T* o = O + r * o_rs;
+    const int64_t ns = static_cast<int64_t>(sel.size());
+    int64_t i = 0;
+    auto emit = [&](int n) {
+      for (int c = 0; c < n; ++c) {
+        const int64_t j = sel[i + c];
+        o[j * o_cs] = res[c] + (bias ? bias[j] : T(0));
+      }
+    };
+    for (; i + 8 <= ns; i += 8) {
+      for (int c = 0; c < 8; ++c) w[c] = W + sel[i + c] * ldw;
+      dot_block<8>(p, w, K, res);
+      emit(8);
+    }
+    for (; i + 4 <= ns; i += 4) {
+      for (int c = 0; c < 4; ++c) w[c] = W + sel[i + c] * ldw;
+      dot_block<4>(p, w, K, res);
+      emit(4);
+    }
+    for (; i < ns; ++i) {
+      w[0] = W + sel[i] * ldw;
+      dot_block<1>(p, w, K, res);
+      emit(1);
+    }
+  }
+}
+
+// im2col of output positions [l0, l1) of sample b, group grp: element (l, kidx) goes to
+// buf[(l - l0) * s_l + kidx * s_k], kidx = (c * kh + ki) * kw + kj (the weight's row layout).
+template <typename T>
+void im2col_tile(const T* x, const ConvGeom& g, int64_t b, int64_t grp, int64_t l0, int64_t l1, T* buf,
+                 int64_t s_l, int64_t s_k) {
+  const T* xb = x + (b * g.C + grp * g.Cg) * g.H * g.W;
+  for (int64_t l = l0; l < l1; ++l) {
+    const int64_t oh = l / g.Wo, ow = l % g.Wo;
+    T* dst = buf + (l - l0) * s_l;
+    for (int64_t c = 0; c < g.Cg; ++c) {
+      const T* xc = xb + c * g.H * g.W;
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+        const bool row_ok = ih >= 0 && ih < g.H;
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const int64_t iw = ow * g.sw - g.pw + kj * g.dw;
+          const int64_t kidx = (c * g.kh + ki) * g.kw + kj;
+          dst[kidx * s_k] = (row_ok && iw >= 0 && iw < g.W) ? xc[ih * g.W + iw] : T(0);
+        }
+      }
+    }
+  }
+}
+
+// Half / bfloat16 run in float32; float and double natively. Returns (compute dtype, tensors).
+inline at::ScalarType compute_type(at::ScalarType t) {
+  return (t == at::kDouble) ? at::kDouble : at::kFloat;
+}
+
+struct Prepared {
+  at::Tensor x, w, b, m;
+};
+
+inline Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                        const at::Tensor& mask) {
+  const auto ct = compute_type(x.scalar_type());
+  Prepared p;
+  p.x = x.to(ct).contiguous();
+  p.w = weight.to(ct).contiguous();
+  if (bias.has_value()) p.b = bias->to(ct).contiguous();
+  p.m = mask.contiguous();
+  return p;
+}
+
+constexpr int64_t kRowTile = 16;  // rows (samples / output positions) per task
+
+at::Tensor sampled_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              const at::Tensor& mask) {
+  check_sampled_inputs(x, weight, bias, mask);
+  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && weight.size(1) == x.size(1),
+              "sampled_linear: x [R, K] and weight [N, K] expected");
+  const int64_t R = x.size(0), K = x.size(1), N = weight.size(0);
+  TORCH_CHECK(mask.dim() == 2 && mask.size(0) == R && mask.size(1) == N, "mask must have shape [", R, ", ", N, "]");
+  Prepared p = prepare(x, weight, bias, mask);
+  at::Tensor out = at::zeros({R, N}, p.x.options());
+  if (R == 0 || N == 0) return out.to(x.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "sampled_linear_cpu", [&] {
+    const scalar_t* X = p.x.data_ptr<scalar_t>();
+    const scalar_t* Wt = p.w.data_ptr<scalar_t>();
+    const scalar_t* Bs = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
+    const bool* M = p.m.data_ptr<bool>();
+    scalar_t* O = out.data_ptr<scalar_t>();
+    const int64_t tiles = (R + kRowTile - 1) / kRowTile;
+    at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<int64_t> sel;
+      sel.reserve(N);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r0 = t * kRowTile, rows = std::min(kRowTile, R - r0);
+        sddmm_rows<scalar_t>(X + r0 * K, K, rows, K, Wt, K, N, M + r0 * N, N, 1, Bs, O + r0 * N, N, 1, sel);
+      }
+    });
+  });
+  return out.to(x.scalar_type());
+}
+
+at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              const at::Tensor& mask, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t groups) {
+  check_sampled_inputs(x, weight, bias, mask);
+  const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
+  TORCH_CHECK(mask.dim() == 4 && mask.size(0) == g.B && mask.size(1) == g.N && mask.size(2) == g.Ho &&
+                  mask.size(3) == g.Wo,
+              "mask must have shape [", g.B, ", ", g.N, ", ", g.Ho, ", ", g.Wo, "]");
+  Prepared p = prepare(x, weight, bias, mask);
+  at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
+  if (out.numel() == 0) return out.to(x.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "sampled_conv2d_cpu", [&] {
+    const scalar_t* X = p.x.data_ptr<scalar_t>();
+    const scalar_t* Wt = p.w.data_ptr<scalar_t>();
+    const scalar_t* Bs = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
+    const bool* M = p.m.data_ptr<bool>();
+    scalar_t* O = out.data_ptr<scalar_t>();
+    const int64_t ltiles = (g.L + kRowTile - 1) / kRowTile;
+    const int64_t tasks = g.B * g.groups * ltiles;
+    at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<int64_t> sel;
+      sel.reserve(g.Ng);
+      std::vector<scalar_t> buf(kRowTile * g.Kg);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t lt = t % ltiles, grp = (t / ltiles) % g.groups, b = t / (ltiles * g.groups);
+        const int64_t l0 = lt * kRowTile, l1 = std::min(g.L, l0 + kRowTile);
+        const int64_t n0 = grp * g.Ng;
+        // skip the im2col of tiles with nothing selected (all-dropped tiles cost only the mask scan)
+        bool any = false;
+        for (int64_t j = 0; j < g.Ng && !any; ++j) {
+          const bool* mj = M + (b * g.N + n0 + j) * g.L;
+          for (int64_t l = l0; l < l1; ++l) any |= mj[l];
+        }
+        if (!any) continue;
+        im2col_tile<scalar_t>(X, g, b, grp, l0, l1, buf.data(), g.Kg, 1);
+        sddmm_rows<scalar_t>(buf.data(), g.Kg, l1 - l0, g.Kg, Wt + n0 * g.Kg, g.Kg, g.Ng,
+                             M + (b * g.N + n0) * g.L + l0, 1, g.L, Bs ? Bs + n0 : nullptr,
+                             O + (b * g.N + n0) * g.L + l0, 1, g.L, sel);
+      }
+    });
+  });
+  return out.to(x.scalar_type());
+}
+
+at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              const at::Tensor& keep, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t groups) {
+  check_sampled_inputs(x, weight, bias, keep);
+  const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
+  TORCH_CHECK(keep.dim() == 2 && keep.size(0) == g.B && keep.size(1) == g.N,
+              "keep must have shape [", g.B, ", ", g.N, "]");
+  Prepared p = prepare(x, weight, bias, keep);
+  at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
+  if (out.numel() == 0) return out.to(x.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "channel_conv2d_cpu", [&] {
+    const scalar_t* X = p.x.data_ptr<scalar_t>();
+    const scalar_t* Wt = p.w.data_ptr<scalar_t>();
+    const scalar_t* Bs = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
+    const bool* Kp = p.m.data_ptr<bool>();
+    scalar_t* O = out.data_ptr<scalar_t>();
+    const auto opts = p.x.options();
+    at::parallel_for(0, g.B * g.groups, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<int64_t> kept;
+      std::vector<scalar_t> cols(g.Kg * g.L), wk(g.Ng * g.Kg), res(g.Ng * g.L);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t grp = t % g.groups, b = t / g.groups, n0 = grp * g.Ng;
+        kept.clear();
+        for (int64_t j = 0; j < g.Ng; ++j)
+          if (Kp[b * g.N + n0 + j]) kept.push_back(j);
+        const int64_t nk = static_cast<int64_t>(kept.size());
+        if (nk == 0) continue;
+        im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), 1, g.L);  // [Kg, L]
+        for (int64_t i = 0; i < nk; ++i)
+          std::copy_n(Wt + (n0 + kept[i]) * g.Kg, g.Kg, wk.data() + i * g.Kg);
+        // [nk, Kg] @ [Kg, L] -> [nk, L]: one GEMM on the kept channels (single-threaded inside the task)
+        at::Tensor a = at::from_blob(wk.data(), {nk, g.Kg}, opts);
+        at::Tensor c = at::from_blob(cols.data(), {g.Kg, g.L}, opts);
+        at::Tensor r = at::from_blob(res.data(), {nk, g.L}, opts);
+        at::mm_out(r, a, c);
+        for (int64_t i = 0; i < nk; ++i) {
+          const int64_t j = n0 + kept[i];
+          scalar_t* o = O + (b * g.N + j) * g.L;
+          const scalar_t bj = Bs ? Bs[j] : scalar_t(0);
+          const scalar_t* src = res.data() + i * g.L;
+          for (int64_t l = 0; l < g.L; ++l) o[l] = src[l] + bj;
+        }
+      }
+    });
+  });
+  return out.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sampled_linear_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                                           const at::Tensor& weight,
+                                                                           const at::Tensor& mask) {
+  return sampled_linear_backward_dense(grad, x, weight, mask);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sampled_conv2d_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& mask,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return sampled_conv2d_backward_dense(grad, x, weight, mask, stride, padding, dilation, groups);
+}
+
+}  // namespace
+}  // namespace fastnoise
+
+TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
+  m.impl("sampled_linear", &fastnoise::sampled_linear_cpu);
+  m.impl("sampled_linear_backward", &fastnoise::sampled_linear_backward_cpu);
+  m.impl("sampled_conv2d", &fastnoise::sampled_conv2d_cpu);
+  m.impl("channel_conv2d", &fastnoise::channel_conv2d_cpu);
+  m.impl("sampled_conv2d_backward", &fastnoise::sampled_conv2d_backward_cpu);
+}

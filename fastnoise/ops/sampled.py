@@ -1,0 +1,291 @@
+"""Sampled exact products (NENNI, seed 000): z = W x + b only for the essential neurons.
+
+NENNI computes the exact output z only where a mask selects an *essential* neuron; the others take a
+cheap approximation (see `mask_blend`). These ops compute the exact part and nothing else:
+
+* `sampled_linear(x, weight, bias, mask)`: ``out[r, j] = x[r] . W[j] + b[j]`` where ``mask[r, j]``,
+  else 0. x ``[..., K]``, weight ``[n, K]``, bias ``[n]`` or None, mask ``[..., n]`` bool.
+* `sampled_conv2d(x, weight, bias, mask, ...)`: "position" granularity, the conv output
+  ``conv2d(x, W, b)[b, j, h, w]`` where ``mask[b, j, h, w]``, else 0; mask ``[B, n, H', W']`` bool.
+* `channel_conv2d(x, weight, bias, keep, ...)`: "channel" granularity, ``keep [B, n]`` bool: the conv
+  for kept (sample, channel) pairs, 0 for dropped ones; computed as a dense conv on the kept channels.
+
+Gradients w.r.t. x, weight and bias flow only through selected outputs (the backward zeroes the
+unselected output gradients, then runs the dense GEMM / conv backward: the fastest correct choice on
+CPU at the keep fractions NENNI uses, see `sampled_is_faster`).
+
+When to use the sampled kernels rather than "dense product, then blend": `sampled_is_faster`, with
+the keep-fraction thresholds measured in `benchmarks/bench_sampled.py` (constants below).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .. import _backend, _checks
+from ._dispatch import kernel
+
+__all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_is_faster", "SAMPLED_THRESHOLDS"]
+
+_Pair = Union[int, Sequence[int]]
+
+# Keep fraction (1 - r) below which the sampled kernel beats "dense product + blend" (forward), per
+# device type and kind. CPU: measured with benchmarks/bench_sampled.py on the 2-core AMD EPYC (Zen 4,
+# AVX-512) dev machine, torch 2.13 CPU, 2 threads: ResNet-18 layer 256->256, 8x8, 3x3, batch 128 and
+# linear 512->512, batch 4096, keep fractions 1/10/25/50 %; the threshold is the crossing point
+# (interpolated) of the sampled time and the dense nn.Conv2d / F.linear time.
+# CUDA: NOT measured (no GPU in that session): conservative estimates, to be replaced by a measurement.
+SAMPLED_THRESHOLDS = {
+    "cpu": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.50},
+    "cuda": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.50},
+}
+KINDS = ("linear", "conv2d", "channel_conv2d")
+
+
+def sampled_is_faster(keep_fraction: float, kind: str, device: Union[str, torch.device]) -> bool:
+    """Whether the sampled kernel of `kind` beats the dense product + blend at this keep fraction.
+
+    keep_fraction = 1 - r (r: NENNI's noise-injection ratio), in [0, 1]. kind: "linear", "conv2d"
+    (position granularity) or "channel_conv2d". Thresholds: `SAMPLED_THRESHOLDS` (measured, see there).
+    """
+    keep_fraction = _checks.number("keep_fraction", keep_fraction, lo=0.0, hi=1.0)
+    _checks.choice("kind", kind, KINDS)
+    dev = torch.device(device).type
+    if dev not in SAMPLED_THRESHOLDS:
+        raise ValueError(f"device must be a cpu or cuda device, got {device!r}")
+    return keep_fraction < SAMPLED_THRESHOLDS[dev][kind]
+
+
+# ---- validation ------------------------------------------------------------------------------------
+
+def _pair(name: str, v: _Pair, lo: int) -> list[int]:
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        out = [_checks.integer(name, int(e) if isinstance(e, torch.SymInt) else e, lo=lo) for e in v]
+    else:
+        out = [_checks.integer(name, v, lo=lo)] * 2
+    return out
+
+
+def _check_bias(bias: Optional[torch.Tensor], x: torch.Tensor, n: int) -> None:
+    if bias is None:
+        return
+    _checks.like("bias", bias, "x", x, shape=False)
+    if tuple(bias.shape) != (n,):
+        raise ValueError(f"bias must have shape ({n},) (one value per output channel), got {tuple(bias.shape)}")
+
+
+def _check_mask(name: str, mask: object, x: torch.Tensor, shape: tuple) -> torch.Tensor:
+    mask = _checks.tensor(name, mask)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor, got {mask.dtype}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+    _checks.same_device(name, mask, "x", x)
+    return mask
+
+
+def _conv_args(x, weight, bias, stride, padding, dilation, groups):
+    x = _checks.floating("x", x)
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [B, C, H, W], got shape {tuple(x.shape)}")
+    weight = _checks.like("weight", weight, "x", x, shape=False)
+    stride, padding, dilation = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    groups = _checks.integer("groups", groups, lo=1)
+    B, C, H, W = x.shape
+    if C % groups:
+        raise ValueError(f"groups must divide the input channels C={C}, got groups={groups}")
+    if weight.dim() != 4 or weight.shape[1] * groups != C:
+        raise ValueError(f"weight must have shape [n, C/groups={C // groups}, kh, kw], got {tuple(weight.shape)}")
+    n, _, kh, kw = weight.shape
+    if n % groups:
+        raise ValueError(f"groups must divide the output channels n={n}, got groups={groups}")
+    _check_bias(bias, x, n)
+    ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"x spatial size {H}x{W} is too small for kernel {kh}x{kw} with padding {padding} and "
+                         f"dilation {dilation}: output would be {ho}x{wo} (expected >= 1x1)")
+    return x, weight, stride, padding, dilation, groups, (B, n, ho, wo)
+
+
+# ---- sampled_linear -----------------------------------------------------------------------------------
+
+@torch.library.custom_op("fastnoise::sampled_linear", mutates_args=())
+def _sampled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], mask: torch.Tensor,
+                    backend: str) -> torch.Tensor:
+    return kernel("sampled", "sampled_linear", backend)(x, weight, bias, mask)
+
+
+@_sampled_linear.register_fake
+def _(x, weight, bias, mask, backend):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("fastnoise::sampled_linear_backward", mutates_args=())
+def _sampled_linear_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+                             backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(kernel("sampled", "sampled_linear_backward", backend)(grad, x, weight, mask))
+
+
+@_sampled_linear_backward.register_fake
+def _(grad, x, weight, mask, backend):
+    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty(weight.shape[0])
+
+
+def _linear_setup(ctx, inputs, output):
+    x, weight, bias, mask, backend = inputs
+    ctx.save_for_backward(x, weight, mask)
+    ctx.has_bias = bias is not None
+    ctx.backend = backend
+
+
+def _linear_backward(ctx, grad):
+    x, weight, mask = ctx.saved_tensors
+    gx, gw, gb = _sampled_linear_backward(grad.contiguous(), x, weight, mask, ctx.backend)
+    return gx, gw, (gb if ctx.has_bias else None), None, None
+
+
+_sampled_linear.register_autograd(_linear_backward, setup_context=_linear_setup)
+
+
+def sampled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], mask: torch.Tensor, *,
+                   backend: Optional[str] = None) -> torch.Tensor:
+    """Exact linear outputs where `mask` is True, 0 elsewhere.
+
+    ``out[..., j] = x[...] . weight[j] + bias[j]`` if ``mask[..., j]`` else 0.
+
+    Args:
+        x: ``[..., K]`` floating.
+        weight: ``[n, K]``, dtype and device of x.
+        bias: ``[n]`` or None.
+        mask: ``[..., n]`` bool (the leading dims of x).
+        backend: "reference", "cpu", "triton", "cuda" or None (the current / default backend).
+    Returns:
+        ``[..., n]`` in the dtype of x. Differentiable w.r.t. x, weight and bias.
+    """
+    x = _checks.floating("x", x)
+    if x.dim() < 1:
+        raise ValueError(f"x must have at least 1 dimension [..., K], got a 0-d tensor")
+    weight = _checks.like("weight", weight, "x", x, shape=False)
+    if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
+        raise ValueError(f"weight must have shape [n, K={x.shape[-1]}], got {tuple(weight.shape)}")
+    n = weight.shape[0]
+    _check_bias(bias, x, n)
+    lead = tuple(x.shape[:-1])
+    mask = _check_mask("mask", mask, x, lead + (n,))
+    b = _backend.resolve(x.device, backend)
+    out = _sampled_linear(x.reshape(-1, x.shape[-1]), weight, bias, mask.reshape(-1, n), b)
+    return out.reshape(lead + (n,))
+
+
+# ---- convolutions -------------------------------------------------------------------------------------
+
+@torch.library.custom_op("fastnoise::sampled_conv2d", mutates_args=())
+def _sampled_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], mask: torch.Tensor,
+                    stride: list[int], padding: list[int], dilation: list[int], groups: int,
+                    backend: str) -> torch.Tensor:
+    return kernel("sampled", "sampled_conv2d", backend)(x, weight, bias, mask, stride, padding, dilation, groups)
+
+
+@_sampled_conv2d.register_fake
+def _(x, weight, bias, mask, stride, padding, dilation, groups, backend):
+    return x.new_empty(mask.shape)
+
+
+@torch.library.custom_op("fastnoise::channel_conv2d", mutates_args=())
+def _channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], keep: torch.Tensor,
+                    stride: list[int], padding: list[int], dilation: list[int], groups: int,
+                    backend: str) -> torch.Tensor:
+    return kernel("sampled", "channel_conv2d", backend)(x, weight, bias, keep, stride, padding, dilation, groups)
+
+
+def _conv_out_shape(x, weight, stride, padding, dilation):
+    ho = (x.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
+    wo = (x.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
+    return (x.shape[0], weight.shape[0], ho, wo)
+
+
+@_channel_conv2d.register_fake
+def _(x, weight, bias, keep, stride, padding, dilation, groups, backend):
+    return x.new_empty(_conv_out_shape(x, weight, stride, padding, dilation))
+
+
+@torch.library.custom_op("fastnoise::sampled_conv2d_backward", mutates_args=())
+def _sampled_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+                             stride: list[int], padding: list[int], dilation: list[int], groups: int,
+                             backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(kernel("sampled", "sampled_conv2d_backward", backend)(grad, x, weight, mask, stride, padding,
+                                                                        dilation, groups))
+
+
+@_sampled_conv2d_backward.register_fake
+def _(grad, x, weight, mask, stride, padding, dilation, groups, backend):
+    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty(weight.shape[0])
+
+
+def _conv_setup(ctx, inputs, output):
+    x, weight, bias, mask, stride, padding, dilation, groups, backend = inputs
+    ctx.save_for_backward(x, weight, mask)
+    ctx.args = (stride, padding, dilation, groups, backend)
+    ctx.has_bias = bias is not None
+
+
+def _conv_backward(ctx, grad):
+    x, weight, mask = ctx.saved_tensors
+    if mask.dim() == 2:  # channel keep [B, n] -> [B, n, 1, 1] (broadcast over positions)
+        mask = mask[:, :, None, None]
+    gx, gw, gb = _sampled_conv2d_backward(grad.contiguous(), x, weight, mask, *ctx.args)
+    return gx, gw, (gb if ctx.has_bias else None), None, None, None, None, None, None
+
+
+_sampled_conv2d.register_autograd(_conv_backward, setup_context=_conv_setup)
+_channel_conv2d.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+
+def sampled_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], mask: torch.Tensor, *,
+                   stride: _Pair = 1, padding: _Pair = 0, dilation: _Pair = 1, groups: int = 1,
+                   backend: Optional[str] = None) -> torch.Tensor:
+    """Exact conv outputs where `mask` is True ("position" granularity), 0 elsewhere.
+
+    ``out = where(mask, conv2d(x, weight, bias, stride, padding, dilation, groups), 0)``, but only
+    the selected outputs are computed (per output position, the dot products of its selected channels).
+
+    Args:
+        x: ``[B, C, H, W]`` floating.
+        weight: ``[n, C/groups, kh, kw]``; bias ``[n]`` or None.
+        mask: ``[B, n, H', W']`` bool, the output shape of the conv.
+        stride, padding, dilation: int or pair; groups: int dividing C and n.
+    Returns:
+        ``[B, n, H', W']`` in the dtype of x. Differentiable w.r.t. x, weight and bias.
+    """
+    x, weight, stride, padding, dilation, groups, out_shape = _conv_args(x, weight, bias, stride, padding,
+                                                                         dilation, groups)
+    mask = _check_mask("mask", mask, x, out_shape)
+    b = _backend.resolve(x.device, backend)
+    return _sampled_conv2d(x, weight, bias, mask, stride, padding, dilation, groups, b)
+
+
+def channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], keep: torch.Tensor, *,
+                   stride: _Pair = 1, padding: _Pair = 0, dilation: _Pair = 1, groups: int = 1,
+                   backend: Optional[str] = None) -> torch.Tensor:
+    """Exact conv outputs of the kept (sample, channel) pairs ("channel" granularity), 0 elsewhere.
+
+    ``out[b, j] = conv2d(x, weight, bias, ...)[b, j]`` if ``keep[b, j]`` else 0, computed as a dense
+    conv over each sample's kept channels only.
+
+    Args:
+        x: ``[B, C, H, W]`` floating.
+        weight: ``[n, C/groups, kh, kw]``; bias ``[n]`` or None.
+        keep: ``[B, n]`` bool.
+        stride, padding, dilation: int or pair; groups: int dividing C and n.
+    Returns:
+        ``[B, n, H', W']`` in the dtype of x. Differentiable w.r.t. x, weight and bias.
+    """
+    x, weight, stride, padding, dilation, groups, out_shape = _conv_args(x, weight, bias, stride, padding,
+                                                                         dilation, groups)
+    keep = _check_mask("keep", keep, x, out_shape[:2])
+    b = _backend.resolve(x.device, backend)
+    return _channel_conv2d(x, weight, bias, keep, stride, padding, dilation, groups, b)
