@@ -1,0 +1,261 @@
+"""Checkpoints: safetensors + JSON, written atomically, loaded without unpickling anything.
+
+A checkpoint named ``<dir>/<name>`` (``last``: every epoch, for ``--resume``; ``best``: the early-stop
+pick) is three files:
+
+* ``<name>.safetensors``        the model's state_dict (weights and buffers, noise-stream states included);
+* ``<name>.state.safetensors``  the tensors of the optimizer state and the torch / CUDA RNG states;
+* ``<name>.json``               config, model spec (to rebuild the architecture), epoch, the optimizer's
+  non-tensor state, the scheduler state, numpy / python / fastnoise RNG states, metrics, history.
+
+Each file is written to a temporary name and moved into place with ``os.replace``; the JSON goes last
+and carries a random token that both safetensors files repeat in their metadata, so a write that
+was interrupted half-way is detected on load instead of mixing two epochs.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from .config import TrainConfig
+
+FORMAT = "fastnoise-checkpoint-1"
+_PathLike = Union[str, os.PathLike]
+
+
+# ---- file helpers -------------------------------------------------------------------------------
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> None:
+    # safetensors refuses shared storage and non-contiguous tensors: store private contiguous copies
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    _atomic(path, lambda p: save_file(flat, str(p), metadata={"format": FORMAT, "token": token}))
+
+
+def _load_tensors(path: Path, token: Optional[str], device: Union[str, torch.device] = "cpu") -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} is missing")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if token is not None and meta.get("token") != token:
+        raise ValueError(f"checkpoint file {path} does not belong to {path.with_suffix('').with_suffix('')}.json "
+                         f"(token mismatch: the write was interrupted); use another checkpoint")
+    return load_file(str(path), device=str(device))
+
+
+def resolve_path(path: _PathLike) -> Path:
+    """The JSON of a checkpoint given its directory (best, else last), its prefix or any of its files."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best", "last"):
+            if (p / f"{name}.json").is_file():
+                return p / f"{name}.json"
+        raise FileNotFoundError(f"no checkpoint in {p}: expected best.json or last.json (with their .safetensors)")
+    s = str(p)
+    for suffix in (".state.safetensors", ".safetensors", ".json"):
+        if s.endswith(suffix):
+            s = s[: -len(suffix)]
+            break
+    j = Path(s + ".json")
+    if not j.is_file():
+        raise FileNotFoundError(f"checkpoint {j} not found")
+    return j
+
+
+# ---- JSON-safe state ------------------------------------------------------------------------------
+
+def _to_json(obj: Any) -> Any:
+    if isinstance(obj, collections.Counter):
+        return {"__counter__": [[_to_json(k), v] for k, v in obj.items()]}
+    if isinstance(obj, dict):
+        if any(not isinstance(k, str) for k in obj):
+            return {"__intdict__": [[k, _to_json(v)] for k, v in obj.items()]}
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        if obj.ndim == 0:
+            return {"__scalar__": obj.item(), "dtype": str(obj.dtype).replace("torch.", "")}
+        raise TypeError("tensors with dimensions go to safetensors, not JSON")
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint JSON")
+
+
+def _from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__counter__" in obj:
+            return collections.Counter({k: v for k, v in obj["__counter__"]})
+        if "__intdict__" in obj:
+            return {k: _from_json(v) for k, v in obj["__intdict__"]}
+        if "__scalar__" in obj:
+            return torch.tensor(obj["__scalar__"], dtype=getattr(torch, obj["dtype"]))
+        return {k: _from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v) for v in obj]
+    return obj
+
+
+def _split_optimizer(sd: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+    """optimizer.state_dict() -> (JSON part, tensors); tensors with > 1 element go to safetensors."""
+    tensors, state = {}, {}
+    for idx, st in sd["state"].items():
+        js = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.ndim > 0:
+                tensors[f"optim.{idx}.{k}"] = v
+                js[k] = {"__tensor__": f"optim.{idx}.{k}"}
+            else:
+                js[k] = _to_json(v)
+        state[str(idx)] = js
+    return {"state": state, "param_groups": _to_json(sd["param_groups"])}, tensors
+
+
+def _join_optimizer(js: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for idx, st in js["state"].items():
+        state[int(idx)] = {k: (tensors[v["__tensor__"]] if isinstance(v, dict) and "__tensor__" in v else _from_json(v))
+                           for k, v in st.items()}
+    return {"state": state, "param_groups": _from_json(js["param_groups"])}
+
+
+# ---- RNG ----------------------------------------------------------------------------------------
+
+def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
+    from .. import rng as fnrng
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, pystate, gauss = random.getstate()
+    js = {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+          "python": [version, list(pystate), gauss],
+          "fastnoise": {"seed": fnrng._global.seed, "offset": fnrng._global.offset}}
+    return js, tensors
+
+
+def restore_rng(js: dict, tensors: dict[str, torch.Tensor]) -> None:
+    from .. import rng as fnrng
+    torch.set_rng_state(tensors["rng.torch"].to("cpu"))
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([c.to("cpu") for c in cuda])
+    kind, keys, pos, has_gauss, cached = js["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, pystate, gauss = js["python"]
+    random.setstate((version, tuple(pystate), gauss))
+    fnrng._global.seed, fnrng._global.offset = js["fastnoise"]["seed"], js["fastnoise"]["offset"]
+
+
+# ---- save / load ----------------------------------------------------------------------------------
+
+def noise_modes(model: torch.nn.Module) -> dict[str, str]:
+    from ..nn import NoiseModule
+    return {n: m.noise_mode for n, m in model.named_modules() if isinstance(m, NoiseModule)}
+
+
+def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_spec: dict, *, epoch: int,
+         optimizer: Optional[torch.optim.Optimizer] = None, scheduler=None, extra: Optional[dict] = None) -> Path:
+    """Write checkpoint `prefix` (.safetensors, .state.safetensors, .json) atomically; returns the JSON path."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    _save_tensors(prefix.with_name(prefix.name + ".safetensors"), model.state_dict(), token)
+    rng_js, state_tensors = capture_rng()
+    meta: dict[str, Any] = {"format": FORMAT, "token": token, "epoch": int(epoch), "config": config.to_dict(),
+                            "model_spec": model_spec, "noise_modes": noise_modes(model), "rng": rng_js}
+    if optimizer is not None:
+        opt_js, opt_tensors = _split_optimizer(optimizer.state_dict())
+        state_tensors.update(opt_tensors)
+        meta["optimizer"] = opt_js
+    if scheduler is not None:
+        meta["scheduler"] = _to_json(scheduler.state_dict())
+    meta.update(extra or {})
+    _save_tensors(prefix.with_name(prefix.name + ".state.safetensors"), state_tensors, token)
+    text = json.dumps(meta, indent=1, allow_nan=True)
+    _atomic(prefix.with_name(prefix.name + ".json"), lambda p: Path(p).write_text(text))
+    return prefix.with_name(prefix.name + ".json")
+
+
+def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, state: bool = False):
+    """(meta dict, model state_dict, state tensors or None) of the checkpoint at `path`."""
+    j = resolve_path(path)
+    meta = json.loads(j.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{j}: not a fastnoise checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    base = str(j)[: -len(".json")]
+    weights = _load_tensors(Path(base + ".safetensors"), meta["token"], map_location)
+    tensors = _load_tensors(Path(base + ".state.safetensors"), meta["token"], "cpu") if state else None
+    return meta, weights, tensors
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """load_state_dict(strict) with an error naming every missing / unexpected key and shape mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing in the {where}: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch: {shapes[:10]}{' ...' if len(shapes) > 10 else ''}")
+        raise ValueError(f"the {where} does not fit this architecture; " + "; ".join(parts))
+    model.load_state_dict(weights, strict=True)
+
+
+def build_from_spec(spec: dict, method: str = "none", method_options: Optional[dict] = None) -> torch.nn.Module:
+    from .. import models
+    from ..convert import convert
+    model = models.build(spec["name"], spec["num_classes"], spec["in_channels"], tuple(spec["input_size"]),
+                         mean=spec["mean"], std=spec["std"], **spec.get("options", {}))
+    if method != "none":
+        model = convert(model, method, **(method_options or {}))
+    return model
+
+
+def load_checkpoint(path: _PathLike, map_location: Union[str, torch.device] = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """Rebuild the model of a checkpoint (architecture + conversion method) and load its weights.
+
+    `path`: a run directory (its ``best`` checkpoint, else ``last``), a checkpoint prefix or any of its
+    files. Returns ``(model in eval mode on map_location, TrainConfig)``; noise modes are restored.
+    Nothing is unpickled: weights come from safetensors, the rest from JSON.
+    """
+    meta, weights, _ = read(path, map_location)
+    config = TrainConfig.from_dict(meta["config"])
+    model = build_from_spec(meta["model_spec"], config.method, config.method_options)
+    model.to(map_location)
+    load_weights(model, weights, where=f"checkpoint {resolve_path(path)}")
+    modes = meta.get("noise_modes", {})
+    for name, m in model.named_modules():
+        if name in modes:
+            m.set_noise_mode(modes[name])
+    return model.eval(), config

@@ -1,0 +1,167 @@
+"""`TrainConfig`: everything a training run depends on, validated, with JSON round trip."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+RECIPES = ("standard", "pgd", "noisy_fgsm")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run.
+
+    dataset / data_root: `fastnoise.data.load` arguments. model / model_options: `fastnoise.models.build`.
+    method / method_options: `fastnoise.convert(model, method, **method_options)` ("none": no conversion).
+    recipe: "standard" (clean cross-entropy), "pgd" (Madry PGD-AT: L-inf PGD with a random start,
+    `steps` steps of size `alpha`), "noisy_fgsm" (seed 003: uniform noise in [-eps, eps], then one
+    FGSM step of size `alpha` (default eps) from the noisy point).
+    batch_size: the global batch (split over the ranks when distributed).
+    lr schedule: SGD, x`lr_gamma` at each epoch in `milestones` (default 50% and 75% of `epochs`).
+    eps / alpha / steps: default from the data set (e.g. CIFAR: 8/255, 2/255, 10; alpha = 2.5 eps / steps
+    when eps or steps is given without alpha).
+    early_stop: Rice et al.: evaluate PGD accuracy on (up to `val_samples` of) the val split every
+    epoch and keep the best checkpoint ("best"); fit() returns the best model's results.
+    device: "auto" (cuda if available), "cpu", "cuda", "cuda:1"...
+    """
+    dataset: str = "digits"
+    data_root: Optional[str] = None
+    model: str = "small_cnn"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    method: str = "none"
+    method_options: dict = dataclasses.field(default_factory=dict)
+    recipe: str = "pgd"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: Optional[list] = None
+    lr_gamma: float = 0.1
+    eps: Optional[float] = None
+    alpha: Optional[float] = None
+    steps: Optional[int] = None
+    augment: bool = True
+    early_stop: bool = True
+    val_samples: int = 1000
+    test_eval: bool = True
+    seed: int = 0
+    out_dir: str = "runs/default"
+    device: str = "auto"
+    distributed: bool = False
+    workers: int = 0
+    quiet: bool = False
+
+    # keys that may differ between a run and its resumption
+    RESUMABLE_CHANGES = ("epochs", "out_dir", "device", "distributed", "workers", "quiet", "data_root", "test_eval")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"a training config must be a dict (JSON object), got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.keys()))
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {cls.keys()}")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "TrainConfig":
+        d = self.to_dict()
+        d.update(kw)
+        return TrainConfig.from_dict(d)
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; errors name the key and the valid values."""
+        from .. import data, models
+        from ..convert import methods
+
+        def choice(key, valid):
+            v = getattr(self, key)
+            if v not in valid:
+                raise ValueError(f"{key} must be one of {list(valid)}, got {v!r}")
+
+        def integer(key, lo, optional=False):
+            v = getattr(self, key)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{key} must be an int >= {lo}{' or null' if optional else ''}, got {v!r}")
+
+        def number(key, lo, lo_open=False, hi=None, optional=False):
+            v = getattr(self, key)
+            if optional and v is None:
+                return
+            ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                  and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi))
+            if not ok:
+                rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise ValueError(f"{key} must be a finite number {rng}{' or null' if optional else ''}, got {v!r}")
+
+        choice("dataset", data.names())
+        choice("model", models.names())
+        choice("method", ["none"] + methods())
+        choice("recipe", RECIPES)
+        for key in ("model_options", "method_options"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"{key} must be a dict (JSON object), got {getattr(self, key)!r}")
+        for key in ("augment", "early_stop", "test_eval", "distributed", "quiet"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("steps", 1, optional=True)
+        integer("val_samples", 0)
+        integer("seed", 0)
+        integer("workers", 0)
+        number("lr", 0, lo_open=True)
+        number("momentum", 0, hi=1)
+        number("weight_decay", 0)
+        number("lr_gamma", 0, lo_open=True, hi=1)
+        number("eps", 0, hi=1, optional=True)
+        number("alpha", 0, lo_open=True, hi=1, optional=True)
+        if self.milestones is not None:
+            m = self.milestones
+            if (not isinstance(m, (list, tuple)) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in m)
+                    or list(m) != sorted(m)):
+                raise ValueError(f"milestones must be an ascending list of epochs >= 1 (or null: 50% and 75% of "
+                                 f"epochs), got {m!r}")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ValueError(f"data_root must be a path string or null, got {self.data_root!r}")
+        if not isinstance(self.out_dir, str) or not self.out_dir:
+            raise ValueError(f"out_dir must be a non-empty path string, got {self.out_dir!r}")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        return self
+
+    # ---- resolved values ----------------------------------------------------------------------
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return list(self.milestones)
+        return sorted({max(1, int(self.epochs * 0.5)), max(1, int(self.epochs * 0.75))})
+
+    def attack_params(self, splits) -> tuple[float, float, int]:
+        """(eps, alpha, steps) for training, with the data set defaults filled in."""
+        eps = splits.default_eps if self.eps is None else float(self.eps)
+        steps = splits.default_steps if self.steps is None else int(self.steps)
+        if self.alpha is not None:
+            alpha = float(self.alpha)
+        elif self.recipe == "noisy_fgsm":
+            alpha = eps  # seed 003: a standard FGSM step of size eps from the noisy point
+        elif self.eps is None and self.steps is None:
+            alpha = splits.default_alpha
+        else:
+            alpha = 2.5 * eps / steps
+        return eps, alpha, steps
+
+    def diff(self, other: "TrainConfig", ignore: tuple = ()) -> dict[str, tuple[Any, Any]]:
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}

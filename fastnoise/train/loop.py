@@ -1,0 +1,380 @@
+"""The training loop: recipes (standard, PGD-AT, noisy FGSM), early stopping, checkpoints, resume, DDP.
+
+Reproducibility: every source of randomness is a pure function of (seed, epoch, step, rank): the data
+order (DistributedSampler seeded by ``seed``, ``set_epoch``), augmentation and the attacks' random
+starts (generators seeded per epoch / step), torch / numpy / python / fastnoise global RNGs (re-seeded
+at each epoch start), and the noise streams of the layers (saved in the state_dict). A resumed run
+therefore ends bit-identical to an uninterrupted one on CPU. The attack's random start is drawn for
+the whole global batch and each rank takes its rows, so N ranks x B/N give the same attack as one
+process with batch B.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import data as fndata
+from ..nn import noise_modules
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .hooks import Hooks
+
+_MASK63 = (1 << 63) - 1
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix64 chain): distinct, reproducible streams per (seed, epoch, ...)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
+        h = (h + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = h
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        h = z ^ (z >> 31)
+    return h & _MASK63
+
+
+def seed_everything(seed: int) -> None:
+    from .. import rng as fnrng
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    random.seed(seed)
+    fnrng.manual_seed(seed)
+
+
+# ---- attacks used for training and validation ----------------------------------------------------
+
+@contextlib.contextmanager
+def attack_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """eval() (BN uses running stats, nothing updates) with the noise of the deployed model on:
+    layers in noise mode "train" inject noise while the attack is generated, as they do in the update."""
+    was_training = model.training
+    switched = [m for m in noise_modules(model) if m.noise_mode == "train"]
+    model.eval()
+    for m in switched:
+        m.noise_mode = "on"
+    try:
+        yield model
+    finally:
+        for m in switched:
+            m.noise_mode = "train"
+        model.train(was_training)
+
+
+def _uniform_rows(shape: torch.Size, seed: int, rank: int, world: int, device: torch.device) -> torch.Tensor:
+    """U(-1, 1) of shape [B, ...] for this rank: rows rank::world of the global batch [B*world, ...]."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    full = torch.rand((shape[0] * world,) + tuple(shape[1:]), generator=g, device=device)
+    return full[rank::world].mul_(2).sub_(1)
+
+
+def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
+        start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """L-inf PGD on cross-entropy from ``x + eps * start`` (start in [-1, 1], None: from x); inputs in [0, 1]."""
+    if eps == 0 or steps == 0:
+        return x.detach()
+    x = x.detach()
+    x_adv = x if start is None else (x + eps * start).clamp(0, 1)
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + alpha * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+def noisy_fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
+               noise: torch.Tensor) -> torch.Tensor:
+    """Seed 003: ``x0 = clip(x + eps * noise)`` with noise ~ U(-1, 1), then one FGSM step of size `alpha`
+    from x0 (bounded around the noisy point, not projected back onto the eps-ball of x)."""
+    x0 = (x.detach() + eps * noise).clamp(0, 1).requires_grad_(True)
+    loss = F.cross_entropy(model(x0), y)
+    (grad,) = torch.autograd.grad(loss, x0)
+    return (x0.detach() + alpha * grad.sign()).clamp(0, 1)
+
+
+@torch.no_grad()
+def _count(model, x, y) -> int:
+    return int((model(x).argmax(1) == y).sum())
+
+
+def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: int, *, max_samples: Optional[int] = None,
+             seed: int = 0, device: Optional[torch.device] = None) -> dict:
+    """Clean and PGD-`steps` (random start) accuracy of `model` as deployed (eval mode, noise modes kept)."""
+    device = device or next(model.parameters()).device
+    was = model.training
+    model.eval()
+    n = clean = robust = 0
+    try:
+        for i, (x, y) in enumerate(loader):
+            if max_samples is not None and n >= max_samples:
+                break
+            if max_samples is not None:
+                x, y = x[: max_samples - n], y[: max_samples - n]
+            x, y = x.to(device), y.to(device)
+            clean += _count(model, x, y)
+            if steps > 0 and eps > 0:
+                start = _uniform_rows(x.shape, mix_seed(seed, 7, i), 0, 1, x.device)
+                robust += _count(model, pgd(model, x, y, eps, alpha, steps, start), y)
+            n += len(y)
+    finally:
+        model.train(was)
+    return {"n": n, "clean": clean / max(n, 1), "robust": (robust / max(n, 1)) if steps > 0 and eps > 0 else None}
+
+
+# ---- distributed ----------------------------------------------------------------------------------
+
+class _Dist:
+    def __init__(self, config: TrainConfig) -> None:
+        import torch.distributed as dist
+        self.owned = False
+        if config.distributed:
+            if not dist.is_initialized():
+                missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+                if missing:
+                    raise RuntimeError(f"distributed=True needs a process group: launch with torchrun "
+                                       f"(environment variables {missing} are not set)")
+                cuda = _wants_cuda(config.device)
+                if cuda:
+                    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+                dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+                self.owned = True
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        else:
+            self.rank, self.world = 0, 1
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0)) if config.distributed else 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owned:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _wants_cuda(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def _device(config: TrainConfig, d: _Dist) -> torch.device:
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device={config.device!r} but CUDA is not available (torch {torch.__version__})")
+    if config.distributed and config.device in ("auto", "cuda"):
+        return torch.device("cuda", d.local_rank)
+    return torch.device(config.device if config.device != "auto" else "cuda")
+
+
+def _stream_buffers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    from ..rng import PhiloxStream
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, PhiloxStream)]
+
+
+def shift_streams(model: torch.nn.Module, delta: int) -> None:
+    """Add `delta` to the seed of every noise stream of `model` (per-rank streams: seed + rank)."""
+    if delta:
+        with torch.no_grad():
+            for _, m in _stream_buffers(model):
+                m.state[0] = (int(m.state[0]) + delta) & _MASK63
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+
+def model_spec(config: TrainConfig, splits: fndata.Splits) -> dict:
+    return {"name": config.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+            "input_size": list(splits.input_size), "mean": list(splits.mean), "std": list(splits.std),
+            "options": dict(config.model_options)}
+
+
+def build_model(config: TrainConfig, splits: fndata.Splits) -> torch.nn.Module:
+    """The architecture of `config` for `splits`, converted with ``config.method`` (seeded by config.seed)."""
+    torch.manual_seed(config.seed)
+    return ckpt.build_from_spec(model_spec(config, splits), config.method, config.method_options)
+
+
+def _progress(iterable, quiet: bool, rank: int, **kw):
+    disable = quiet or rank != 0 or not sys.stderr.isatty()
+    if disable:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kw)
+
+
+def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False) -> dict:
+    """Load the data set, build (and convert) the model, train it per `config`; see `train_model`.
+
+    With ``config.distributed`` and no process group yet, one is created from the torchrun environment
+    (nccl on GPUs, gloo on CPUs) and destroyed at the end.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    d = _Dist(config)
+    try:
+        splits = fndata.load(config.dataset, config.data_root, seed=config.seed)
+        model = build_model(config, splits)
+        return train_model(model, splits, config, hooks, resume=resume)
+    finally:
+        d.close()
+
+
+def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConfig, hooks: Optional[Hooks] = None,
+                *, resume: bool = False) -> dict:
+    """Train `model` on `splits` per `config`; checkpoints go to ``config.out_dir`` (rank 0 only).
+
+    Returns a dict: out_dir, checkpoint (JSON path of the model returned: best with early_stop, else
+    last), epochs, best_epoch, best_val_robust, test_clean / test_robust (PGD-`steps`, on rank 0 when
+    ``test_eval``), test_attack, train_time_s, history (per-epoch metrics). `resume`: continue from
+    ``out_dir/last`` (the config must match it except for RESUMABLE_CHANGES).
+    """
+    config.validate()
+    hooks = hooks if hooks is not None else Hooks()
+    d = _Dist(config)  # reuses the process group of fit() or of the caller
+    device = _device(config, d)
+    if config.batch_size % d.world:
+        raise ValueError(f"batch_size (the global batch) must be divisible by the world size {d.world}, "
+                         f"got {config.batch_size}")
+    local_bs = config.batch_size // d.world
+    eps, alpha, steps = config.attack_params(splits)
+    spec = model_spec(config, splits)
+    out = Path(config.out_dir)
+    model.to(device)
+    train_loader, val_loader, test_loader = fndata.loaders(splits, local_bs, seed=config.seed,
+                                                           distributed=d.world > 1, workers=config.workers)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.resolved_milestones(), config.lr_gamma)
+    start_epoch, history, best = 0, [], {"epoch": None, "val_robust": -1.0}
+
+    if resume:
+        meta, weights, tensors = ckpt.read(out / "last.json", "cpu", state=True)
+        saved = TrainConfig.from_dict(meta["config"])
+        diff = saved.diff(config, ignore=TrainConfig.RESUMABLE_CHANGES)
+        if diff:
+            raise ValueError(f"cannot resume {out}: the config differs from the checkpoint's in {diff} "
+                             f"(only {list(TrainConfig.RESUMABLE_CHANGES)} may change)")
+        ckpt.load_weights(model, {k: v.to(device) for k, v in weights.items()}, where=f"checkpoint {out / 'last.json'}")
+        optimizer.load_state_dict(ckpt._join_optimizer(meta["optimizer"], {k: v.to(device) for k, v in tensors.items()}))
+        scheduler.load_state_dict(ckpt._from_json(meta["scheduler"]))
+        scheduler.milestones = __import__("collections").Counter(config.resolved_milestones())  # epochs may grow
+        ckpt.restore_rng(meta["rng"], tensors)
+        start_epoch, history, best = meta["epoch"], meta.get("history", []), meta.get("best", best)
+    shift_streams(model, d.rank)  # checkpoints hold rank 0's streams; rank r uses seed + r
+
+    net = model
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ignore = [f"{n}.state" if n else "state" for n, _ in _stream_buffers(model)]
+        if ignore:  # per-rank noise streams: never broadcast them from rank 0
+            DDP._set_params_and_buffers_to_ignore_for_model(model, ignore)
+        net = DDP(model, device_ids=[device] if device.type == "cuda" else None)
+
+    def save(name: str, epoch: int, with_state: bool) -> Path:
+        shift_streams(model, -d.rank)
+        try:
+            return ckpt.save(out / name, model, config, spec, epoch=epoch, optimizer=optimizer if with_state else None,
+                             scheduler=scheduler if with_state else None,
+                             extra={"history": history, "best": best, "attack": {"eps": eps, "alpha": alpha, "steps": steps},
+                                    "world_size": d.world})
+        finally:
+            shift_streams(model, d.rank)
+
+    t0 = time.perf_counter()
+    log = (lambda *a: None) if (config.quiet or d.rank != 0) else (lambda *a: print(*a, flush=True))
+    if d.rank == 0:
+        log(f"fastnoise train: {config.dataset} {config.model} method={config.method} recipe={config.recipe} "
+            f"eps={eps:.4g} alpha={alpha:.4g} steps={steps} epochs={config.epochs} batch={config.batch_size} "
+            f"x{d.world} device={device} out={out}" + (f" (resumed at epoch {start_epoch})" if resume else ""))
+    for epoch in range(start_epoch, config.epochs):
+        seed_everything(mix_seed(config.seed, epoch, d.rank))
+        train_loader.sampler.set_epoch(epoch)
+        aug_gen = torch.Generator().manual_seed(mix_seed(config.seed, epoch, d.rank, 1))
+        model.train()
+        te = time.perf_counter()
+        tot_loss = torch.zeros((), dtype=torch.float64, device=device)
+        tot_correct = torch.zeros((), dtype=torch.int64, device=device)
+        n_seen = 0
+        bar = _progress(train_loader, config.quiet, d.rank, desc=f"epoch {epoch + 1}/{config.epochs}")
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if config.augment and splits.augment is not None:
+                x = splits.augment(x, aug_gen)
+            if config.recipe != "standard" and eps > 0:
+                noise = _uniform_rows(x.shape, mix_seed(config.seed, epoch, step, 2), d.rank, d.world, device)
+                with attack_mode(model):
+                    if config.recipe == "pgd":
+                        x = pgd(model, x, y, eps, alpha, steps, noise)
+                    else:
+                        x = noisy_fgsm(model, x, y, eps, alpha, noise)
+                hooks.resample_noise(model)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            extra = hooks.extra_loss(model, x, y, logits)
+            if extra is not None:
+                loss = loss + extra
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1} step {step}: "
+                                         f"lower lr (now {optimizer.param_groups[0]['lr']})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            hooks.after_step(model)
+            tot_loss += loss.detach().double() * len(y)
+            tot_correct += (logits.detach().argmax(1) == y).sum()
+            n_seen += len(y)
+        scheduler.step()
+        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "train_loss": float(tot_loss) / max(n_seen, 1), "train_acc": int(tot_correct) / max(n_seen, 1),
+                   "epoch_time_s": time.perf_counter() - te}
+        if d.rank == 0 and config.early_stop:
+            v = evaluate(model, val_loader, eps, alpha, steps if config.recipe != "standard" else steps,
+                         max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
+            metrics.update(val_clean=v["clean"], val_robust=v["robust"])
+        hooks.on_epoch_end(model, epoch + 1, metrics)
+        history.append(metrics)
+        if d.rank == 0:
+            improved = config.early_stop and (metrics.get("val_robust") or 0.0) > best["val_robust"]
+            if improved:
+                best = {"epoch": epoch + 1, "val_robust": metrics["val_robust"]}
+                save("best", epoch + 1, with_state=False)
+            save("last", epoch + 1, with_state=True)
+            val = (f" val clean {metrics['val_clean']:.4f} PGD {metrics['val_robust']:.4f}"
+                   if config.early_stop else "")
+            log(f"epoch {epoch + 1}/{config.epochs} loss {metrics['train_loss']:.4f} train acc {metrics['train_acc']:.4f}"
+                f"{val} lr {metrics['lr']:.4g} {metrics['epoch_time_s']:.1f}s" + (" *" if improved else ""))
+    train_time = time.perf_counter() - t0
+
+    result = {"out_dir": str(out), "epochs": config.epochs, "best_epoch": best["epoch"],
+              "best_val_robust": best["val_robust"] if best["epoch"] else None, "train_time_s": train_time,
+              "history": history, "checkpoint": None, "test_clean": None, "test_robust": None,
+              "test_attack": f"PGD-{steps} eps={eps:.4g} alpha={alpha:.4g} random start"}
+    if d.rank == 0:
+        chosen = out / ("best.json" if config.early_stop and best["epoch"] else "last.json")
+        result["checkpoint"] = str(chosen)
+        if chosen.name == "best.json":
+            _, weights, _ = ckpt.read(chosen, device)
+            shift_streams(model, -d.rank)
+            ckpt.load_weights(model, weights, where=f"checkpoint {chosen}")
+        if config.test_eval:
+            t = evaluate(model, test_loader, eps, alpha, steps, seed=mix_seed(config.seed, 100), device=device)
+            result.update(test_clean=t["clean"], test_robust=t["robust"])
+            log(f"test ({'best epoch ' + str(best['epoch']) if chosen.name == 'best.json' else 'last epoch'}): "
+                f"clean {t['clean']:.4f} {result['test_attack']} {t['robust']:.4f}  [{train_time:.1f}s training]")
+    d.barrier()
+    return result
