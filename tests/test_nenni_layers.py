@@ -87,9 +87,6 @@ def test_noisy_output_is_eq2(sampled, inject, sel):
         with torch.no_grad():
             out, z, za = layer(x), orig(x), layer._approx(x)
         out, z, za = _rows(out, is_conv), _rows(z, is_conv), _rows(za, is_conv)
-        exact = (out == z)
-        approx = (out == za)
-        assert bool((exact | approx).all())
         n = z.shape[1]
         keep_n = layer.kept_count(n)
         assert keep_n == (n // 4 if "nm" in sel else (math.ceil(0.25 * n) if inject == "non_essential"
@@ -104,7 +101,10 @@ def test_noisy_output_is_eq2(sampled, inject, sel):
             o = g.argsort(dim=2, descending=(inject == "non_essential"), stable=True)[:, :, :1]
             ref = torch.zeros_like(g, dtype=torch.bool).scatter_(2, o, True).reshape_as(z)
         expect = torch.where(ref, z, za)
-        torch.testing.assert_close(out, expect, rtol=0, atol=0)
+        # approximated neurons are z~ exactly; kept ones the exact product (the sampled kernels may
+        # accumulate in another order than nn.Conv2d / F.linear: float tolerance)
+        assert torch.equal(out[~ref], za[~ref])
+        torch.testing.assert_close(out, expect, rtol=1e-5, atol=1e-5)
 
 
 def test_channel_granularity_one_decision_per_sample_and_channel(sampled):
@@ -112,9 +112,9 @@ def test_channel_granularity_one_decision_per_sample_and_channel(sampled):
     layer = NENNIConv2d.from_conv(c, ratio=0.75, granularity="channel")
     with torch.no_grad():
         out, z, za = layer(X_CONV), c(X_CONV), layer._approx(X_CONV)
-    exact = (out == z).all(dim=(2, 3))  # [B, C]: whole channels exact ...
+    exact = torch.isclose(out, z, rtol=1e-5, atol=1e-5).all(dim=(2, 3))  # [B, C]: whole channels exact ...
     approx = (out == za).all(dim=(2, 3))  # ... or whole channels approximated
-    assert bool((exact | approx).all())
+    assert bool((exact ^ approx).all())
     assert exact.sum(1).tolist() == [4, 4]  # ceil(0.25 * 16)
     pooled = za.abs().mean(dim=(2, 3))
     top = pooled.topk(4, dim=1).indices.sort(dim=1).values
