@@ -44,9 +44,13 @@ def test_convert_linear_false_and_no_skips():
 
 
 def test_explicit_layers_and_ineligible_layers():
-    model = fastnoise.convert(NestedCNN(), "nenni", nm=(2, 4), layers=["stem", "head.3"])
+    model = fastnoise.convert(NestedCNN(), "nenni", nm=(1, 2), layers=["stem", "head.3"])
     assert [n for n, _ in nenni_layers(model)] == ["stem", "head.3"]
-    assert isinstance(model.head[3], NENNILinear) and model.head[3].nm == (2, 4)
+    assert isinstance(model.head[3], NENNILinear) and model.head[3].nm == (1, 2)
+    model = NestedCNN()
+    with pytest.raises(ValueError, match=r"layer 'head.3': nm: M must divide .* \(10\)"):
+        fastnoise.convert(model, "nenni", nm=(2, 4), layers=["stem", "head.3"])
+    assert not nenni_layers(model)  # nothing swapped when one layer fails
     with pytest.raises(ValueError, match=r"'body.0.dw' cannot be converted.*groups=16"):
         fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, layers=["body.0.dw"])
     with pytest.raises(ValueError, match=r"'body.1' cannot be converted.*MaxPool2d"):

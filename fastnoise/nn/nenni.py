@@ -546,14 +546,20 @@ def convert_nenni(model: torch.nn.Module, *, ratio: Optional[float] = None, nm: 
     if not targets:
         raise ValueError("model has no layer to convert to NENNI (no eligible Conv2d / Linear after skip_first / "
                          "skip_classifier); pass layers=[...] to choose them")
+    built = []  # build every layer first: a bad setting for any layer leaves the model untouched
     for i, name in enumerate(targets):
         m = named[name]
         cfg = dict(ratio=ratio, nm=nm, k=k, score=score, inject=inject, mode=mode, seed=seed + i)
-        if isinstance(m, torch.nn.Linear):
-            new = NENNILinear.from_linear(m, granularity="position", **cfg)
-        else:
-            new = NENNIConv2d.from_conv(m, granularity=granularity, **cfg)
+        try:
+            if isinstance(m, torch.nn.Linear):
+                new = NENNILinear.from_linear(m, granularity="position", **cfg)
+            else:
+                new = NENNIConv2d.from_conv(m, granularity=granularity, **cfg)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"layer {name!r}: {e}") from None
         new.train(m.training)
+        built.append((name, new))
+    for name, new in built:
         _set_submodule(model, name, new)
     return model
 
