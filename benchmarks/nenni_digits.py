@@ -50,11 +50,11 @@ def load_digits():
     """(x_train, y_train, x_test, y_test): [N, 1, 8, 8] in [0, 1]; fastnoise.data when present."""
     try:
         from fastnoise import data
-        ds = data.load("digits")
-        if isinstance(ds, dict):
-            return ds["x_train"], ds["y_train"], ds["x_test"], ds["y_test"]
-        return tuple(ds)
-    except (ImportError, AttributeError, TypeError, ValueError, KeyError):
+        sp = data.load("digits")
+        xtr = torch.cat([sp.train.x.float(), sp.val.x.float()]) * sp.train.scale
+        ytr = torch.cat([sp.train.y, sp.val.y])
+        return xtr, ytr, sp.test.x.float() * sp.test.scale, sp.test.y
+    except (ImportError, AttributeError):
         from sklearn.datasets import load_digits as sk
         X, y = sk(return_X_y=True)
         X = torch.tensor(X, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
