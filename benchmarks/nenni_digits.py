@@ -81,6 +81,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=50, help="distillation epochs (the seed: 50)")
     p.add_argument("--ks", default="16,32,64,default")
     p.add_argument("--ratio", type=float, default=0.9)
+    p.add_argument("--lr", type=float, default=0.2, help="distillation learning rate (normalized objective)")
     p.add_argument("--out", default=os.path.join("results", "nenni_digits.json"))
     args = p.parse_args(argv)
     torch.manual_seed(0)
@@ -97,13 +98,14 @@ def main(argv=None):
     print(f"digits CNN: test accuracy {base_acc:.4f} ({len(xtr)} train / {len(xte)} test)")
     train_loader = batches(xtr, ytr)
     test_loader = batches(xte, yte, bs=256)
-    results = {"base_accuracy": base_acc, "ratio": args.ratio, "epochs": args.epochs, "runs": []}
+    results = {"base_accuracy": base_acc, "ratio": args.ratio, "epochs": args.epochs, "lr": args.lr, "runs": []}
     for ks in args.ks.split(","):
         k = None if ks == "default" else int(ks)
         m = fastnoise.convert(copy.deepcopy(model), "nenni", ratio=args.ratio, k=k)
         layer_k = {n: l.k for n, l in nenni.nenni_layers(m)}
         t0 = time.perf_counter()
-        nenni.distill(m, train_loader, epochs=args.epochs, finetune_epochs=0, quantize=False, progress=False)
+        nenni.distill(m, train_loader, epochs=args.epochs, lr=args.lr, finetune_epochs=0, quantize=False,
+                      progress=False)
         t_distill = time.perf_counter() - t0
         err = nenni.approx_error(m, test_loader)
         rec = nenni.topk_recall(m, test_loader, ratio=args.ratio)

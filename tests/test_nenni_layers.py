@@ -292,3 +292,17 @@ def test_empty_and_non_contiguous_inputs(sampled):
         nc = x.transpose(0, -1).contiguous().transpose(0, -1)
         assert not nc.is_contiguous()
         torch.testing.assert_close(layer(nc), layer(x.contiguous()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CUDA kernels are compile-checked only here)")
+def test_cuda_matches_cpu_and_distills():
+    for orig, layer, x in layers(ratio=0.75):
+        with torch.no_grad():
+            y_cpu = layer(x)
+            layer_c = layer.cuda()
+            y_gpu = layer_c(x.cuda()).cpu()
+        torch.testing.assert_close(y_gpu, y_cpu, rtol=1e-4, atol=1e-4)
+        layer_c.set_mode("distill")
+        layer_c(x.cuda())
+        layer_c.distill_loss.backward()
+        assert layer_c.approx_weight.grad.is_cuda and layer_c.weight.grad is None
