@@ -3,6 +3,7 @@
 Packed P: int32 [2, k, W], W = ceil(d/32), plane 0 the +1 bitmask, plane 1 the -1 bitmask; entry q of
 row p is bit q % 32 of word q // 32 (see csrc/ternary_projection/ternary.h). Generation: element
 g = offset + p*d + q of the Philox stream, t = raw >> 8: +1 if t < T_PLUS, -1 if t < T_MINUS, else 0.
+Loop bounds (W, or k for the transpose) are constexpr: one compilation per layer shape.
 Projections are signed sums (tl.where on the bits, no multiplications by P), accumulated in float32
 (float64 for float64 inputs), then one multiplication by `scale`.
 """
@@ -51,7 +52,7 @@ def _signed(pw, mw, b, v):
 
 
 @triton.jit
-def _project_kernel(x_ptr, p_ptr, y_ptr, N, d, k, W, scale, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
+def _project_kernel(x_ptr, p_ptr, y_ptr, N, d, k, W: tl.constexpr, scale, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_K: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -88,7 +89,7 @@ def ternary_project(x: torch.Tensor, packed: torch.Tensor, scale: float, block_n
 
 
 @triton.jit
-def _project_t_kernel(g_ptr, p_ptr, out_ptr, N, d, k, W, scale, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
+def _project_t_kernel(g_ptr, p_ptr, out_ptr, N, d, k: tl.constexpr, W, scale, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
                       BLOCK_Q: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     q = tl.program_id(1).to(tl.int64) * BLOCK_Q + tl.arange(0, BLOCK_Q)
@@ -121,7 +122,7 @@ def ternary_project_t(g: torch.Tensor, packed: torch.Tensor, d: int, scale: floa
 
 
 @triton.jit
-def _conv_project_kernel(x_ptr, p_ptr, y_ptr, C, H, Wd, Ho, Wo, k, W, d, cg, groups, scale,
+def _conv_project_kernel(x_ptr, p_ptr, y_ptr, C, H, Wd, Ho, Wo, k, W: tl.constexpr, d, cg, groups, scale,
                          KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                          PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
                          ACC: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_K: tl.constexpr):

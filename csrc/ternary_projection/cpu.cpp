@@ -27,48 +27,82 @@ struct SignLists {
   std::vector<int64_t> start{0};
 };
 
-// Vector length of one chunk: 64 floats / 32 doubles (four 512-bit registers).
+// One 512-bit vector (GCC / Clang vector extension; unaligned, may alias its elements). Explicit
+// vectors keep the accumulators in registers: auto-vectorizing the loop below produced gathers.
 template <typename T>
-constexpr int kChunk = 256 / sizeof(T);
+struct Vec {
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+};
+template <typename T>
+constexpr int kVW = 64 / static_cast<int>(sizeof(T));  // elements per vector
+template <typename T>
+constexpr int kChunk = 4 * kVW<T>;  // elements per chunk: 64 floats / 32 doubles
 
-// out[0..n) = sum_{plus} base[o + e] - sum_{minus} base[o + e]; four entries per step so that the
-// accumulator chain carries one add per four loads.
-template <typename T, int L>
-inline void signed_sum_chunk(const T* base, const int64_t* pl, int64_t np, const int64_t* mi, int64_t nm,
-                             int64_t n, T* out) {
-  T acc[L];
-  for (int e = 0; e < L; ++e) acc[e] = T(0);
-  if (n == L) {
-    int64_t i = 0;
-    for (; i + 4 <= np; i += 4) {
-      const T *a = base + pl[i], *b = base + pl[i + 1], *c = base + pl[i + 2], *d = base + pl[i + 3];
-      for (int e = 0; e < L; ++e) acc[e] += (a[e] + b[e]) + (c[e] + d[e]);
-    }
-    for (; i < np; ++i) {
-      const T* a = base + pl[i];
-      for (int e = 0; e < L; ++e) acc[e] += a[e];
-    }
-    i = 0;
-    for (; i + 4 <= nm; i += 4) {
-      const T *a = base + mi[i], *b = base + mi[i + 1], *c = base + mi[i + 2], *d = base + mi[i + 3];
-      for (int e = 0; e < L; ++e) acc[e] -= (a[e] + b[e]) + (c[e] + d[e]);
-    }
-    for (; i < nm; ++i) {
-      const T* a = base + mi[i];
-      for (int e = 0; e < L; ++e) acc[e] -= a[e];
-    }
-    for (int e = 0; e < L; ++e) out[e] = acc[e];
-    return;
+template <typename T>
+inline typename Vec<T>::type vload(const T* p) {
+  return *reinterpret_cast<const typename Vec<T>::type*>(p);
+}
+
+// out[0 .. NV*kVW) = sum_{plus} base[o + e] - sum_{minus} base[o + e], NV vectors per entry, two entries
+// per step (one accumulator add per two loads).
+template <typename T, int NV>
+inline void signed_sum_vec(const T* base, const int64_t* pl, int64_t np, const int64_t* mi, int64_t nm, T* out) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = kVW<T>;
+  V acc[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) acc[j] = V{};
+  int64_t i = 0;
+  for (; i + 2 <= np; i += 2) {
+    const T *a = base + pl[i], *b = base + pl[i + 1];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[j] += vload(a + j * VW) + vload(b + j * VW);
   }
-  for (int64_t i = 0; i < np; ++i) {
+  if (i < np) {
     const T* a = base + pl[i];
-    for (int64_t e = 0; e < n; ++e) acc[e] += a[e];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[j] += vload(a + j * VW);
   }
-  for (int64_t i = 0; i < nm; ++i) {
+  i = 0;
+  for (; i + 2 <= nm; i += 2) {
+    const T *a = base + mi[i], *b = base + mi[i + 1];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[j] -= vload(a + j * VW) + vload(b + j * VW);
+  }
+  if (i < nm) {
     const T* a = base + mi[i];
-    for (int64_t e = 0; e < n; ++e) acc[e] -= a[e];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[j] -= vload(a + j * VW);
   }
-  for (int64_t e = 0; e < n; ++e) out[e] = acc[e];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) *reinterpret_cast<V*>(out + j * VW) = acc[j];
+}
+
+// Scalar tail (fewer than one vector).
+template <typename T>
+inline void signed_sum_scalar(const T* base, const int64_t* pl, int64_t np, const int64_t* mi, int64_t nm, int64_t n,
+                              T* out) {
+  for (int64_t e = 0; e < n; ++e) out[e] = T(0);
+  for (int64_t i = 0; i < np; ++i)
+    for (int64_t e = 0; e < n; ++e) out[e] += base[pl[i] + e];
+  for (int64_t i = 0; i < nm; ++i)
+    for (int64_t e = 0; e < n; ++e) out[e] -= base[mi[i] + e];
+}
+
+// Any length n <= kChunk: whole vectors, then the scalar tail.
+template <typename T>
+inline void signed_sum_chunk(const T* base, const int64_t* pl, int64_t np, const int64_t* mi, int64_t nm, int64_t n,
+                             T* out) {
+  constexpr int VW = kVW<T>;
+  switch (n / VW) {
+    case 4: signed_sum_vec<T, 4>(base, pl, np, mi, nm, out); break;
+    case 3: signed_sum_vec<T, 3>(base, pl, np, mi, nm, out); break;
+    case 2: signed_sum_vec<T, 2>(base, pl, np, mi, nm, out); break;
+    case 1: signed_sum_vec<T, 1>(base, pl, np, mi, nm, out); break;
+    default: break;
+  }
+  const int64_t done = n / VW * VW;
+  if (done < n) signed_sum_scalar<T>(base + done, pl, np, mi, nm, n - done, out + done);
 }
 
 // List r of `lists` over vectors of length n starting at `base` (offsets in elements).
@@ -78,7 +112,7 @@ inline void signed_sum(const T* base, const SignLists& lists, int64_t r, int64_t
   const int64_t s0 = lists.start[2 * r], s1 = lists.start[2 * r + 1], s2 = lists.start[2 * r + 2];
   constexpr int L = kChunk<T>;
   for (int64_t e0 = 0; e0 < n; e0 += L) {
-    signed_sum_chunk<T, L>(base + e0, idx + s0, s1 - s0, idx + s1, s2 - s1, std::min<int64_t>(L, n - e0), out + e0);
+    signed_sum_chunk<T>(base + e0, idx + s0, s1 - s0, idx + s1, s2 - s1, std::min<int64_t>(L, n - e0), out + e0);
   }
 }
 
@@ -117,17 +151,21 @@ SignLists col_lists(const at::Tensor& packed, int64_t k, int64_t d, int64_t stri
   return l;
 }
 
-// Conv lists: list (p * KK + ij) holds plane * c for the channels c with P[p, c*KK + ij] != 0.
-SignLists conv_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kk, int64_t plane) {
+// Conv lists, channels in blocks of `cb`: list ((blk * k + p) * KK + ij) holds plane * c for the channels
+// c of block blk with P[p, c*KK + ij] = +1 (then those with -1).
+SignLists conv_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kk, int64_t plane, int64_t cb) {
   const uint32_t* P = packed_words(packed);
   const int64_t d = cg * kk, W = ternary_words(d);
   SignLists l;
-  for (int64_t p = 0; p < k; ++p) {
-    for (int64_t ij = 0; ij < kk; ++ij) {
-      for (int sign = 1; sign >= -1; sign -= 2) {
-        for (int64_t c = 0; c < cg; ++c)
-          if (ternary_at(P, k, W, p, c * kk + ij) == sign) l.idx.push_back(c * plane);
-        l.start.push_back(static_cast<int64_t>(l.idx.size()));
+  for (int64_t c0 = 0; c0 < cg; c0 += cb) {
+    const int64_t c1 = std::min(cg, c0 + cb);
+    for (int64_t p = 0; p < k; ++p) {
+      for (int64_t ij = 0; ij < kk; ++ij) {
+        for (int sign = 1; sign >= -1; sign -= 2) {
+          for (int64_t c = c0; c < c1; ++c)
+            if (ternary_at(P, k, W, p, c * kk + ij) == sign) l.idx.push_back(c * plane);
+          l.start.push_back(static_cast<int64_t>(l.idx.size()));
+        }
       }
     }
   }
@@ -222,39 +260,47 @@ at::Tensor ternary_conv_project_cpu(const at::Tensor& x, const at::Tensor& packe
     using T = decltype(zero);
     at::Tensor y = at::empty({B, groups * k, Ho, Wo}, xc.options());
     const int64_t HW = H * Wd, L = Ho * Wo;
-    const SignLists lists = conv_lists(pc, k, cg, kk, HW);
+    // Channel blocks of ~24 KiB of input planes: the planes of a block stay in L1 while all k rows of
+    // P read them; the per-block sums are shifted into the outputs (shifting is linear).
+    const int64_t cb = std::max<int64_t>(32, 24576 / std::max<int64_t>(1, HW * static_cast<int64_t>(sizeof(T))));
+    const int64_t nblk = (cg + cb - 1) / cb;
+    const SignLists lists = conv_lists(pc, k, cg, kk, HW, cb);
     const T* X = xc.data_ptr<T>();
     T* Y = y.data_ptr<T>();
     const T s = static_cast<T>(scale);
-    at::parallel_for(0, B * groups * k, 1, [&](int64_t t0, int64_t t1) {
+    at::parallel_for(0, B * groups, 1, [&](int64_t t0, int64_t t1) {
       std::vector<T> plane(static_cast<size_t>(HW));
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t p = t % k, bg = t / k;  // bg = b * groups + g
+      for (int64_t bg = t0; bg < t1; ++bg) {  // bg = b * groups + g
         const T* xb = X + bg * cg * HW;
-        T* out = Y + t * L;
-        std::fill(out, out + L, T(0));
-        for (int64_t ij = 0; ij < kk; ++ij) {
-          const int64_t r = p * kk + ij;
-          if (lists.start[2 * r] == lists.start[2 * r + 2]) continue;
-          signed_sum<T>(xb, lists, r, HW, plane.data());
-          const int64_t i = ij / kw, j = ij % kw;
-          const int64_t dy = i * dh - ph, dx = j * dw - pw;  // ih = oh*sh + dy, iw = ow*sw + dx
-          // valid ow: 0 <= ow*sw + dx < Wd
-          const int64_t ow0 = dx >= 0 ? 0 : (-dx + sw - 1) / sw;
-          const int64_t ow1 = std::min<int64_t>(Wo, Wd - dx <= 0 ? 0 : (Wd - dx + sw - 1) / sw);
-          for (int64_t oh = 0; oh < Ho; ++oh) {
-            const int64_t ih = oh * sh + dy;
-            if (ih < 0 || ih >= H) continue;
-            const T* src = plane.data() + ih * Wd + dx;
-            T* dst = out + oh * Wo;
-            if (sw == 1) {
-              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += src[ow];
-            } else {
-              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += src[ow * sw];
+        T* yb = Y + bg * k * L;
+        std::fill(yb, yb + k * L, T(0));
+        for (int64_t blk = 0; blk < nblk; ++blk) {
+          for (int64_t p = 0; p < k; ++p) {
+            T* out = yb + p * L;
+            for (int64_t ij = 0; ij < kk; ++ij) {
+              const int64_t r = (blk * k + p) * kk + ij;
+              if (lists.start[2 * r] == lists.start[2 * r + 2]) continue;
+              signed_sum<T>(xb, lists, r, HW, plane.data());
+              const int64_t i = ij / kw, j = ij % kw;
+              const int64_t dy = i * dh - ph, dx = j * dw - pw;  // ih = oh*sh + dy, iw = ow*sw + dx
+              // valid ow: 0 <= ow*sw + dx < Wd
+              const int64_t ow0 = dx >= 0 ? 0 : (-dx + sw - 1) / sw;
+              const int64_t ow1 = std::min<int64_t>(Wo, Wd - dx <= 0 ? 0 : (Wd - dx + sw - 1) / sw);
+              for (int64_t oh = 0; oh < Ho; ++oh) {
+                const int64_t ih = oh * sh + dy;
+                if (ih < 0 || ih >= H) continue;
+                const T* src = plane.data() + ih * Wd + dx;
+                T* dst = out + oh * Wo;
+                if (sw == 1) {
+                  for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += src[ow];
+                } else {
+                  for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += src[ow * sw];
+                }
+              }
             }
           }
         }
-        for (int64_t e = 0; e < L; ++e) out[e] *= s;
+        for (int64_t e = 0; e < k * L; ++e) yb[e] *= s;
       }
     });
     return y;

@@ -125,7 +125,21 @@ def _conv_project_t(grad: torch.Tensor, packed: torch.Tensor, scale: float, in_s
     rows = grad.reshape(b, groups, k, ho * wo).permute(0, 1, 3, 2).reshape(-1, k).contiguous()
     cols = _project_t(rows, packed, d, scale, backend)  # [B*G*L, d]
     cols = cols.view(b, groups, ho * wo, d).permute(0, 1, 3, 2).reshape(b, groups * d, ho * wo)
-    return F.fold(cols, tuple(in_shape[2:]), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
+    return _col2im(cols, in_shape, conv)
+
+
+def _col2im(cols: torch.Tensor, in_shape, conv: tuple) -> torch.Tensor:
+    """F.fold as kh*kw strided slice-adds. (Inductor's fold lowering in torch 2.13 is wrong for a
+    non-contiguous input with dilation > 1, and `.contiguous()` does not survive its fusion.)"""
+    kh, kw, sh, sw, ph, pw, dh, dw, _ = conv
+    b, c, h, w = in_shape
+    ho, wo = _ref.conv_out_size(h, kh, sh, ph, dh), _ref.conv_out_size(w, kw, sw, pw, dw)
+    cols = cols.reshape(b, c, kh, kw, ho, wo)
+    out = cols.new_zeros((b, c, h + 2 * ph, w + 2 * pw))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw] += cols[:, :, i, j]
+    return out[:, :, ph: ph + h, pw: pw + w]
 
 
 def _conv_project_setup(ctx, inputs, output):
@@ -146,15 +160,23 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend."""
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
-    if conv:
-        z = F.conv2d(y, wf.reshape(w.shape[0], -1, 1, 1), None if int4 else b, groups=groups)
+    if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
+        bsz, _, ho, wo = y.shape
+        n, k = w.shape
+        if groups == 1:
+            z = torch.matmul(wf, y.reshape(bsz, k, ho * wo))
+        else:
+            z = torch.matmul(wf.view(groups, n // groups, k), y.reshape(bsz, groups, k, ho * wo))
+        z = z.view(bsz, n, ho, wo)
+        if b is not None and not int4:
+            z.add_(b.view(1, -1, 1, 1))  # z is fresh (custom ops run without autograd inside)
     else:
         z = F.linear(y, wf, None if int4 else b)
     if int4:
         shape = (1, -1, 1, 1) if conv else (1, -1)
-        z = z * w_scale.to(y.dtype).view(shape)
+        z.mul_(w_scale.to(y.dtype).view(shape))
         if b is not None:
-            z = z + (b.to(y.dtype) * b_scale.to(y.dtype)).view(shape)
+            z.add_((b.to(y.dtype) * b_scale.to(y.dtype)).view(shape))
     return z
 
 

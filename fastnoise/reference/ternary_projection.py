@@ -87,7 +87,7 @@ def conv_project_dense(x: torch.Tensor, p: torch.Tensor, kh: int, kw: int, sh: i
     b, c, h, w = x.shape
     ho, wo = conv_out_size(h, kh, sh, ph, dh), conv_out_size(w, kw, sw, pw, dw)
     cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))  # [B, C*kh*kw, L]
-    cols = cols.view(b, groups, -1, ho * wo)  # [B, G, d, L]
+    cols = cols.view(b, groups, c // groups * kh * kw, ho * wo)  # [B, G, d, L]
     y = torch.matmul(p.to(x.dtype), cols)  # [B, G, k, L]
     return y.reshape(b, groups * p.shape[0], ho, wo)
 
