@@ -52,15 +52,18 @@ def _mask_blend_kernel(z_ptr, za_ptr, out_ptr, mask_ptr, n_rows, groups, inner, 
     pid = tl.program_id(0)
     r = pid.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     rvalid = r < n_rows
-    gi = groups * inner
+    zero64 = tl.zeros_like(r)  # index math in int64 (integer arguments arrive as int32 or constexpr)
+    inner64 = zero64 + inner
+    len64 = zero64 + L
+    gi = (zero64 + groups) * inner64
     o = r // gi
     rem = r % gi
-    g = rem // inner
-    i = rem % inner
-    base = o * (gi * L) + g * (L * inner) + i
+    g = rem // inner64
+    i = rem % inner64
+    base = o * (gi * len64) + g * (len64 * inner64) + i
     j = tl.arange(0, BLOCK_L)
     valid = rvalid[:, None] & (j[None, :] < L)
-    offs = base[:, None] + j[None, :].to(tl.int64) * inner
+    offs = base[:, None] + j[None, :].to(tl.int64) * inner64[:, None]
     za = tl.load(za_ptr + offs, mask=valid, other=0.0)
     key = _score_key(za, SIGNED, KEY64)
     if KEY64:

@@ -23,16 +23,16 @@ namespace {
 
 using Layout = MaskBlendLayout;
 
-constexpr int kLanes = 16;  // rows per tile (SIMD lanes of the selection)
+constexpr int kLanes = 16;               // rows per tile (SIMD lanes of the selection)
+constexpr int64_t kMaxTileKeys = 1 << 18;  // longer rows go one per tile (bounded scratch memory)
 
 // Rows r = (o, g, i) of `length` features `inner` apart: top-k has one group per (o, i), N:M has
-// F / M. A tile holds kLanes consecutive rows (the last one repeated to pad a partial tile).
-template <typename scalar_t>
+// F / M. A tile holds R consecutive rows (the last one repeated to pad a partial tile).
+template <typename scalar_t, int R>
 void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t length,
                       int64_t k, bool signed_score) {
   using K = typename KeyOf<scalar_t>::type;
   using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-  constexpr int R = kLanes;
   const int64_t L = length, inner = l.inner;
   const int64_t groups = l.feats / L;
   const int64_t gi = groups * inner;
@@ -51,7 +51,9 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
         const int64_t o = r / gi, rem = r - o * gi, g = rem / inner, i = rem - g * inner;
         base[lane] = o * gi * L + g * L * inner + i;
       }
-      if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
+      if (k <= 0 || k >= L) {  // keep nothing / everything: no scores needed
+        memset(sel.data(), k > 0, L * R);
+      } else if (inner == 1) {  // rows are contiguous: read each row, write its keys with stride R
         for (int lane = 0; lane < R; ++lane) {
           const scalar_t* p = za + base[lane];
           K* kp = keys.data() + lane;
@@ -64,7 +66,9 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
           for (int lane = 0; lane < R; ++lane) kp[lane] = score_key(static_cast<acc_t>(za[base[lane] + off]), signed_score);
         }
       }
-      select_lanes<K, R>(keys.data(), L, k, sel.data());
+      if (k > 0 && k < L) {
+        select_lanes<K, R>(keys.data(), L, k, sel.data());
+      }
       if (inner == 1) {
         for (int lane = 0; lane < nr; ++lane) {
           const int64_t b0 = base[lane];
@@ -102,30 +106,51 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
   const int64_t length = m > 0 ? m : l.feats;
   const int64_t k = m > 0 ? n : keep;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
-    mask_blend_tiles<scalar_t>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                               mask.data_ptr<bool>(), l, length, k, signed_score);
+    if (length * kLanes <= kMaxTileKeys) {
+      mask_blend_tiles<scalar_t, kLanes>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                         mask.data_ptr<bool>(), l, length, k, signed_score);
+    } else {
+      mask_blend_tiles<scalar_t, 1>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                    mask.data_ptr<bool>(), l, length, k, signed_score);
+    }
   });
   return {out, mask};
 }
 
 std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& grad_in, const at::Tensor& mask_in) {
   check_mask_blend_backward_args(grad_in, mask_in);
-  const at::Tensor grad = grad_in.contiguous();
+  // The gradient of out.sum() is an expanded scalar (all strides 0): read it once instead of
+  // materializing it with .contiguous().
+  bool broadcast_scalar = grad_in.numel() > 0;
+  for (int64_t d = 0; d < grad_in.dim(); ++d) broadcast_scalar = broadcast_scalar && grad_in.stride(d) == 0;
+  const at::Tensor grad = broadcast_scalar ? grad_in : grad_in.contiguous();
   const at::Tensor mask = mask_in.contiguous();
-  at::Tensor gz = at::empty(grad.sizes(), grad.options());
-  at::Tensor gza = at::empty(grad.sizes(), grad.options());
+  at::Tensor gz = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gza = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
   const int64_t count = grad.numel();
+  // Bitwise select on the raw bits (branch-free, vectorizes): gz = bits(g) & -m, gza = bits(g) & (m - 1).
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "mask_blend_backward_cpu", [&] {
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const bool* mk = mask.data_ptr<bool>();
-    scalar_t* a = gz.data_ptr<scalar_t>();
-    scalar_t* b = gza.data_ptr<scalar_t>();
-    const scalar_t zero(0);
+    using U = std::conditional_t<sizeof(scalar_t) == 8, uint64_t,
+                                 std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint16_t>>;
+    static_assert(sizeof(U) == sizeof(scalar_t), "bit type");
+    const U* g = reinterpret_cast<const U*>(grad.data_ptr<scalar_t>());
+    const uint8_t* mk = reinterpret_cast<const uint8_t*>(mask.data_ptr<bool>());
+    U* a = reinterpret_cast<U*>(gz.data_ptr<scalar_t>());
+    U* b = reinterpret_cast<U*>(gza.data_ptr<scalar_t>());
     at::parallel_for(0, count, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const bool s = mk[i];
-        a[i] = s ? g[i] : zero;
-        b[i] = s ? zero : g[i];
+      if (broadcast_scalar) {
+        const U g0 = g[0];
+        for (int64_t i = begin; i < end; ++i) {
+          const U keep = static_cast<U>(0) - static_cast<U>(mk[i]);
+          a[i] = g0 & keep;
+          b[i] = g0 & static_cast<U>(~keep);
+        }
+      } else {
+        for (int64_t i = begin; i < end; ++i) {
+          const U keep = static_cast<U>(0) - static_cast<U>(mk[i]);
+          a[i] = g[i] & keep;
+          b[i] = g[i] & static_cast<U>(~keep);
+        }
       }
     });
   });

@@ -95,9 +95,16 @@ def cpu_backends():
     return [pytest.param(b, id=b) for b in ("reference", "cpu", "triton")]
 
 
-@pytest.mark.parametrize("backend", cpu_backends())
+def all_backends():
+    """(backend, device) pairs; the GPU ones skip with a reason on CPU machines."""
+    gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return [pytest.param(b, "cpu", id=f"{b}-cpu") for b in ("reference", "cpu", "triton")] + \
+        [pytest.param(b, "cuda", id=f"{b}-cuda", marks=gpu) for b in ("cuda", "triton")]
+
+
+@pytest.mark.parametrize("backend,device", all_backends())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str)
-def test_randomized_against_brute_force(backend, dtype):
+def test_randomized_against_brute_force(backend, device, dtype):
     rnd = random.Random(0)
     for trial in range(12):
         ndim = rnd.choice([1, 2, 3, 4])
@@ -111,16 +118,18 @@ def test_randomized_against_brute_force(backend, dtype):
         z = torch.randn(shape, dtype=dtype)
         if rnd.random() < 0.5:
             ratio = rnd.choice([0.0, 0.1, 0.3, 0.5, 0.75, 0.9, 0.99])
-            out, m = mask_blend(z, za, ratio=ratio, dim=dim, score="signed" if signed else "abs", backend=backend)
+            out, m = mask_blend(z.to(device), za.to(device), ratio=ratio, dim=dim, score="signed" if signed else "abs",
+                                backend=backend)
             want = _brute_mask(za, k=keep_count(ratio, feats), signed=signed, dim=dim)
         else:
             divisors = [d for d in range(1, feats + 1) if feats % d == 0]
             mm = rnd.choice(divisors)
             nn_ = rnd.randint(1, mm)
-            out, m = mask_blend(z, za, nm=(nn_, mm), dim=dim, score="signed" if signed else "abs", backend=backend)
+            out, m = mask_blend(z.to(device), za.to(device), nm=(nn_, mm), dim=dim,
+                                score="signed" if signed else "abs", backend=backend)
             want = _brute_mask(za, nm=(nn_, mm), signed=signed, dim=dim)
-        assert torch.equal(m, want), f"trial {trial}: shape {shape} dim {dim} signed {signed}"
-        assert torch.equal(out, torch.where(want, z, za))
+        assert torch.equal(m.cpu(), want), f"trial {trial}: shape {shape} dim {dim} signed {signed}"
+        torch.testing.assert_close(out.cpu(), torch.where(want, z, za), rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("backend", cpu_backends())
@@ -260,9 +269,31 @@ def test_triton_feature_limit(backend, device):
 def test_cuda_large_rows_match_reference(backend):
     for shape, kw in [((300, 4096), dict(ratio=0.9)), ((64, 1000), dict(ratio=0.37, score="signed")),
                       ((8, 256, 7, 7), dict(nm=(2, 8), dim=1)), ((4, 64, 9, 9), dict(ratio=0.9, dim=1)),
-                      ((128, 96), dict(nm=(3, 48)))]:
+                      ((128, 96), dict(nm=(3, 48))), ((50, 300), dict(ratio=0.5)),
+                      ((6, 5, 40, 3), dict(ratio=0.8, dim=2, score="signed"))]:
         z = torch.randn(shape, device="cuda")
         za = torch.randn(shape, device="cuda").round(decimals=1)
         o1, m1 = mask_blend(z, za, backend="reference", **kw)
         o2, m2 = mask_blend(z, za, backend=backend, **kw)
+        assert torch.equal(m1, m2) and torch.equal(o1, o2), (shape, kw)
+
+
+@pytest.mark.parametrize("backend", cpu_backends())
+def test_backward_of_sum_expanded_grad(backend):
+    # d out.sum() arrives as an expanded scalar (stride 0): kernels must read it correctly
+    z = torch.randn(4, 24, requires_grad=True)
+    za = torch.randn(4, 24, requires_grad=True)
+    out, m = mask_blend(z, za, ratio=0.75, backend=backend)
+    (3 * out).sum().backward()
+    assert torch.equal(z.grad, 3 * m.float()) and torch.equal(za.grad, 3 * (~m).float())
+
+
+def test_cpu_long_rows_match_reference():
+    # rows longer than 16384 features take the one-row-per-tile path of the CPU kernel
+    for shape, kw in [((3, 20000), dict(ratio=0.9)), ((2, 40000), dict(nm=(5, 20000), score="signed")),
+                      ((2, 17000, 3), dict(ratio=0.5, dim=1))]:
+        z = torch.randn(shape)
+        za = torch.randn(shape).round(decimals=2)
+        o1, m1 = mask_blend(z, za, backend="reference", **kw)
+        o2, m2 = mask_blend(z, za, backend="cpu", **kw)
         assert torch.equal(m1, m2) and torch.equal(o1, o2), (shape, kw)
