@@ -1,6 +1,7 @@
 """fastnoise.train: recipes learn, resume is bit-identical, checkpoints are safe and checked, hooks
 run in order, bad configs are clear errors (API and CLI)."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from fastnoise.cli import main as cli_main
 from fastnoise.nn import NoiseModule
 from fastnoise.rng import PhiloxStream
 from fastnoise.train import Hooks, TrainConfig, fit, load_checkpoint, noisy_fgsm, pgd, train_model
+from fastnoise.train.checkpoint import read, weights_path
 from fastnoise.train.loop import attack_mode, build_model
 
 
@@ -36,7 +38,7 @@ def test_pgd_adversarial_training_learns(tmp_path):
     assert r["test_clean"] >= 0.95 and r["test_robust"] >= 0.85, r
     assert r["best_epoch"] is not None and Path(r["checkpoint"]).name == "best.json"
     assert [h["epoch"] for h in r["history"]] == [1, 2, 3]
-    assert r["history"][0]["lr"] == 0.05 and r["history"][1]["lr"] == pytest.approx(0.005)
+    assert [h["lr"] for h in r["history"]] == pytest.approx([0.05, 0.05, 0.005])  # the lr each epoch used
     assert "PGD-5 eps=0.1 alpha=0.05" in r["test_attack"]
 
 
@@ -62,8 +64,12 @@ def test_attacks_respect_budget_and_range():
     assert f.min() >= 0 and f.max() <= 1
 
 
-def _weights(path):
-    return load_file(str(path))
+def _weights(run_dir, name="last"):
+    return load_file(str(weights_path(Path(run_dir) / f"{name}.json")))
+
+
+def _state(run_dir):
+    return read(Path(run_dir) / "last.json", state=True)[2]
 
 
 class _Kill(Exception):
@@ -89,9 +95,9 @@ def test_resume_is_bit_identical(tmp_path, recipe):
         fit(killed, KillAt(11))  # 8 steps per epoch: dies during epoch 2, after epoch 1's checkpoint
     assert json.loads((tmp_path / "killed" / "last.json").read_text())["epoch"] == 1
     fit(killed, resume=True)
-    a, b = _weights(tmp_path / "full" / "last.safetensors"), _weights(tmp_path / "killed" / "last.safetensors")
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    sa, sb = _weights(tmp_path / "full" / "last.state.safetensors"), _weights(tmp_path / "killed" / "last.state.safetensors")
+    sa, sb = _state(tmp_path / "full"), _state(tmp_path / "killed")
     assert all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith("optim."))
     ja, jb = (json.loads((tmp_path / d / "last.json").read_text()) for d in ("full", "killed"))
     assert ja["scheduler"] == jb["scheduler"] and ja["best"] == jb["best"]
@@ -112,13 +118,13 @@ def test_resume_checks_config_and_can_extend_epochs(tmp_path):
 def test_load_checkpoint_rebuilds_model_and_rejects_other_architectures(tmp_path):
     cfg = tiny(tmp_path, epochs=1)
     fit(cfg)
-    files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["best.json", "best.safetensors", "best.state.safetensors",
-                     "last.json", "last.safetensors", "last.state.safetensors"]  # no pickles
+    files = sorted(re.sub(r"\.[0-9a-f]{12}\.", ".TAG.", p.name) for p in (tmp_path / "run").iterdir())
+    assert files == ["best.TAG.safetensors", "best.TAG.state.safetensors", "best.json",
+                     "last.TAG.safetensors", "last.TAG.state.safetensors", "last.json"]  # no pickles
     model, c = load_checkpoint(tmp_path / "run")
     assert c == cfg and not model.training
     x = fd.load("synthetic").test.tensors()[0][:16]
-    model2, _ = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    model2, _ = load_checkpoint(weights_path(tmp_path / "run" / "best.json"))
     assert torch.equal(model(x), model2(x))
     # another architecture: every mismatch named
     wide = build_model(cfg.replace(model_options={"width": 16}), fd.load("synthetic"))
@@ -134,13 +140,35 @@ def test_load_checkpoint_rebuilds_model_and_rejects_other_architectures(tmp_path
         train_model(wide, fd.load("synthetic"), cfg, resume=True)
 
 
-def test_interrupted_checkpoint_write_is_detected(tmp_path):
+def test_checkpoint_commit_is_atomic_and_old_files_are_removed(tmp_path, monkeypatch):
+    import fastnoise.train.checkpoint as ck
     fit(tiny(tmp_path, epochs=1, early_stop=False))
-    meta = json.loads((tmp_path / "run" / "last.json").read_text())
-    meta["token"] = "0" * 32  # as if the JSON were from another epoch than the weights
-    (tmp_path / "run" / "last.json").write_text(json.dumps(meta))
+    run = tmp_path / "run"
+    before = sorted(p.name for p in run.iterdir())
+    w1 = _weights(run)
+    # a kill after the new safetensors files but before the JSON commit: the old checkpoint stays whole
+    real = ck._atomic
+
+    def die_at_json(path, write):
+        if str(path).endswith(".json"):
+            raise KeyboardInterrupt
+        real(path, write)
+    monkeypatch.setattr(ck, "_atomic", die_at_json)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path, epochs=2, early_stop=False), resume=True)
+    monkeypatch.setattr(ck, "_atomic", real)
+    assert json.loads((run / "last.json").read_text())["epoch"] == 1
+    assert all(torch.equal(w1[k], v) for k, v in _weights(run).items())
+    r = fit(tiny(tmp_path, epochs=2, early_stop=False), resume=True)  # resumes from epoch 1
+    assert [h["epoch"] for h in r["history"]] == [1, 2]
+    after = sorted(p.name for p in run.iterdir())
+    assert len(after) == 3 and not set(after) & set(before) - {"last.json"}  # stale files deleted
+    # files that do not belong together are refused
+    meta = json.loads((run / "last.json").read_text())
+    meta["token"] = "0" * 32
+    (run / "last.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="token mismatch"):
-        load_checkpoint(tmp_path / "run")
+        load_checkpoint(run)
 
 
 class Recorder(Hooks):
@@ -201,7 +229,7 @@ def test_noise_modules_attack_with_noise_and_streams_are_saved(tmp_path):
     assert layer.noise_mode == "train"
     train_model(model, splits, cfg)
     assert all(layer.seen)  # noise on in attack generation (eval mode) and in the update
-    w = _weights(tmp_path / "run" / "last.safetensors")
+    w = _weights(tmp_path / "run")
     assert w["1.stream.state"][0] == 5 and w["1.stream.state"][1] > 0
     assert json.loads((tmp_path / "run" / "last.json").read_text())["noise_modes"] == {"1": "train"}
 
@@ -223,11 +251,14 @@ def test_bad_config_errors(kw, match):
         TrainConfig.from_dict(kw)
 
 
-def test_batch_must_split_over_ranks_and_distributed_needs_torchrun(tmp_path, monkeypatch):
+def test_distributed_needs_torchrun_and_torchrun_needs_distributed(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         fit(tiny(tmp_path, distributed=True))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="pass --distributed"):
+        fit(tiny(tmp_path))
 
 
 def test_cli_train_config_flags_resume_and_errors(tmp_path, capsys):
@@ -252,3 +283,41 @@ def test_cli_train_config_flags_resume_and_errors(tmp_path, capsys):
         assert msg in capsys.readouterr().err
     assert cli_main(["train", "--config", str(cfg), "--milestones", "1", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["milestones"] == [1]
+
+
+def test_cifar_format_run_with_augmentation_and_reload(tmp_path):
+    from test_data import _cifar_folder
+    _cifar_folder(tmp_path / "data", "cifar10")
+    seen = []
+
+    class Spy(Hooks):
+        def extra_loss(self, model, x, y, logits):
+            seen.append(x.detach().clone())
+
+    cfg = TrainConfig(dataset="cifar10", data_root=str(tmp_path / "data"), model="resnet20", epochs=1, batch_size=16,
+                      steps=1, val_samples=5, quiet=True, out_dir=str(tmp_path / "run"))
+    r = fit(cfg, Spy())
+    assert 0 <= r["test_clean"] <= 1 and r["test_attack"].startswith("PGD-1 eps=0.03137 alpha=0.07843")
+    assert len(seen) == 3 and seen[0].shape == (16, 3, 32, 32)
+    # augmented adversarial batches: crops bring in zero padding, values stay in [0, 1]
+    assert float(torch.cat(seen).min()) >= 0 and float(torch.cat(seen).max()) <= 1
+    model, c = load_checkpoint(tmp_path / "run")
+    assert c.dataset == "cifar10" and torch.allclose(model[0].mean.flatten(), torch.tensor([0.4914, 0.4822, 0.4465]))
+
+
+def test_resume_with_a_noise_layer_is_bit_identical(tmp_path):
+    splits = fd.load("synthetic")
+
+    def noisy_model(cfg):
+        m = build_model(cfg, splits)
+        m.insert(1, NoisyIdentity(seed=7))  # noise on: attack and update both draw from its stream
+        return m
+
+    cfg = tiny(tmp_path, out_dir=str(tmp_path / "full"))
+    train_model(noisy_model(cfg), splits, cfg)
+    killed = cfg.replace(out_dir=str(tmp_path / "killed"))
+    with pytest.raises(_Kill):
+        train_model(noisy_model(killed), splits, killed, KillAt(12))
+    train_model(noisy_model(killed), splits, killed, resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    assert a["1.stream.state"][1] > 0 and all(torch.equal(a[k], b[k]) for k in a)

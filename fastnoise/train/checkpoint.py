@@ -1,16 +1,19 @@
-"""Checkpoints: safetensors + JSON, written atomically, loaded without unpickling anything.
+"""Checkpoints: safetensors + JSON, committed atomically, loaded without unpickling anything.
 
 A checkpoint named ``<dir>/<name>`` (``last``: every epoch, for ``--resume``; ``best``: the early-stop
 pick) is three files:
 
-* ``<name>.safetensors``        the model's state_dict (weights and buffers, noise-stream states included);
-* ``<name>.state.safetensors``  the tensors of the optimizer state and the torch / CUDA RNG states;
-* ``<name>.json``               config, model spec (to rebuild the architecture), epoch, the optimizer's
-  non-tensor state, the scheduler state, numpy / python / fastnoise RNG states, metrics, history.
+* ``<name>.<tag>.safetensors``        the model's state_dict (weights and buffers, noise-stream states);
+* ``<name>.<tag>.state.safetensors``  the optimizer state's tensors and the torch / CUDA RNG states;
+* ``<name>.json``                     config, model spec (to rebuild the architecture), epoch, the file
+  names above, the optimizer's non-tensor state, the scheduler state, numpy / python / fastnoise RNG
+  states, metrics, history.
 
-Each file is written to a temporary name and moved into place with ``os.replace``; the JSON goes last
-and carries a random token that both safetensors files repeat in their metadata, so a write that
-was interrupted half-way is detected on load instead of mixing two epochs.
+`<tag>` is new for every save. The two safetensors files are written first (each to a temporary name,
+then ``os.replace``), then the JSON (temporary name + ``os.replace``): replacing the JSON is the one
+commit point, so a run killed at any moment leaves either the previous checkpoint or the new one,
+complete. Files of older tags are deleted after the commit. Both safetensors files carry the JSON's
+token in their metadata, and loading checks it.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import collections
 import json
 import os
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -59,8 +63,8 @@ def _load_tensors(path: Path, token: Optional[str], device: Union[str, torch.dev
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if token is not None and meta.get("token") != token:
-        raise ValueError(f"checkpoint file {path} does not belong to {path.with_suffix('').with_suffix('')}.json "
-                         f"(token mismatch: the write was interrupted); use another checkpoint")
+        raise ValueError(f"checkpoint file {path} does not belong to its JSON (token mismatch: "
+                         f"the files were modified or mixed up)")
     return load_file(str(path), device=str(device))
 
 
@@ -72,12 +76,14 @@ def resolve_path(path: _PathLike) -> Path:
             if (p / f"{name}.json").is_file():
                 return p / f"{name}.json"
         raise FileNotFoundError(f"no checkpoint in {p}: expected best.json or last.json (with their .safetensors)")
-    s = str(p)
+    name = p.name
     for suffix in (".state.safetensors", ".safetensors", ".json"):
-        if s.endswith(suffix):
-            s = s[: -len(suffix)]
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            if suffix != ".json" and re.fullmatch(r".+\.[0-9a-f]{12}", name):
+                name = name.rsplit(".", 1)[0]  # drop the save tag
             break
-    j = Path(s + ".json")
+    j = p.with_name(name + ".json")
     if not j.is_file():
         raise FileNotFoundError(f"checkpoint {j} not found")
     return j
@@ -184,9 +190,10 @@ def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_s
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    _save_tensors(prefix.with_name(prefix.name + ".safetensors"), model.state_dict(), token)
+    files = {"weights": f"{prefix.name}.{token[:12]}.safetensors", "state": f"{prefix.name}.{token[:12]}.state.safetensors"}
+    _save_tensors(prefix.with_name(files["weights"]), model.state_dict(), token)
     rng_js, state_tensors = capture_rng()
-    meta: dict[str, Any] = {"format": FORMAT, "token": token, "epoch": int(epoch), "config": config.to_dict(),
+    meta: dict[str, Any] = {"format": FORMAT, "token": token, "epoch": int(epoch), "files": files, "config": config.to_dict(),
                             "model_spec": model_spec, "noise_modes": noise_modes(model), "rng": rng_js}
     if optimizer is not None:
         opt_js, opt_tensors = _split_optimizer(optimizer.state_dict())
@@ -195,10 +202,25 @@ def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_s
     if scheduler is not None:
         meta["scheduler"] = _to_json(scheduler.state_dict())
     meta.update(extra or {})
-    _save_tensors(prefix.with_name(prefix.name + ".state.safetensors"), state_tensors, token)
+    _save_tensors(prefix.with_name(files["state"]), state_tensors, token)
     text = json.dumps(meta, indent=1, allow_nan=True)
-    _atomic(prefix.with_name(prefix.name + ".json"), lambda p: Path(p).write_text(text))
+    _atomic(prefix.with_name(prefix.name + ".json"), lambda p: Path(p).write_text(text))  # the commit
+    stale = re.compile(re.escape(prefix.name) + r"\.[0-9a-f]{12}(\.state)?\.safetensors")
+    for old in prefix.parent.glob(f"{prefix.name}.*.safetensors"):
+        if old.name not in files.values() and stale.fullmatch(old.name):
+            old.unlink(missing_ok=True)
     return prefix.with_name(prefix.name + ".json")
+
+
+def _files(j: Path, meta: dict) -> dict:
+    name = j.name[: -len(".json")]  # checkpoints before save tags: <name>.safetensors, <name>.state.safetensors
+    return meta.get("files", {"weights": f"{name}.safetensors", "state": f"{name}.state.safetensors"})
+
+
+def weights_path(path: _PathLike) -> Path:
+    """The model-weights safetensors file of the checkpoint at `path` (a plain state_dict)."""
+    j = resolve_path(path)
+    return j.with_name(_files(j, json.loads(j.read_text()))["weights"])
 
 
 def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, state: bool = False):
@@ -207,9 +229,9 @@ def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, sta
     meta = json.loads(j.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{j}: not a fastnoise checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
-    base = str(j)[: -len(".json")]
-    weights = _load_tensors(Path(base + ".safetensors"), meta["token"], map_location)
-    tensors = _load_tensors(Path(base + ".state.safetensors"), meta["token"], "cpu") if state else None
+    files = _files(j, meta)
+    weights = _load_tensors(j.with_name(files["weights"]), meta["token"], map_location)
+    tensors = _load_tensors(j.with_name(files["state"]), meta["token"], "cpu") if state else None
     return meta, weights, tensors
 
 

@@ -10,8 +10,8 @@ process with batch B.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
-import math
 import os
 import random
 import sys
@@ -140,6 +140,9 @@ class _Dist:
     def __init__(self, config: TrainConfig) -> None:
         import torch.distributed as dist
         self.owned = False
+        if not config.distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+            raise RuntimeError(f"launched with WORLD_SIZE={os.environ['WORLD_SIZE']} (torchrun) but distributed is "
+                               f"false: pass --distributed (every rank would train alone and write {config.out_dir})")
         if config.distributed:
             if not dist.is_initialized():
                 missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
@@ -272,7 +275,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         ckpt.load_weights(model, {k: v.to(device) for k, v in weights.items()}, where=f"checkpoint {out / 'last.json'}")
         optimizer.load_state_dict(ckpt._join_optimizer(meta["optimizer"], {k: v.to(device) for k, v in tensors.items()}))
         scheduler.load_state_dict(ckpt._from_json(meta["scheduler"]))
-        scheduler.milestones = __import__("collections").Counter(config.resolved_milestones())  # epochs may grow
+        scheduler.milestones = collections.Counter(config.resolved_milestones())  # epochs may grow
         ckpt.restore_rng(meta["rng"], tensors)
         start_epoch, history, best = meta["epoch"], meta.get("history", []), meta.get("best", best)
     shift_streams(model, d.rank)  # checkpoints hold rank 0's streams; rank r uses seed + r
@@ -338,13 +341,23 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             tot_loss += loss.detach().double() * len(y)
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(tot_loss) / max(n_seen, 1):.3f}",
+                                acc=f"{int(tot_correct) / max(n_seen, 1):.3f}")
+        lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   "train_loss": float(tot_loss) / max(n_seen, 1), "train_acc": int(tot_correct) / max(n_seen, 1),
+        seen = torch.tensor(float(n_seen), dtype=torch.float64, device=device)
+        totals = torch.stack([tot_loss, tot_correct.double(), seen])
+        if d.world > 1:  # metrics over every rank's shard
+            import torch.distributed as dist
+            dist.all_reduce(totals)
+        n_all = max(float(totals[2]), 1.0)
+        metrics = {"epoch": epoch + 1, "lr": lr_used,
+                   "train_loss": float(totals[0]) / n_all, "train_acc": float(totals[1]) / n_all,
                    "epoch_time_s": time.perf_counter() - te}
         if d.rank == 0 and config.early_stop:
-            v = evaluate(model, val_loader, eps, alpha, steps if config.recipe != "standard" else steps,
-                         max_samples=config.val_samples, seed=mix_seed(config.seed, 99), device=device)
+            v = evaluate(model, val_loader, eps, alpha, steps, max_samples=config.val_samples,
+                         seed=mix_seed(config.seed, 99), device=device)
             metrics.update(val_clean=v["clean"], val_robust=v["robust"])
         hooks.on_epoch_end(model, epoch + 1, metrics)
         history.append(metrics)
