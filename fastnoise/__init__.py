@@ -8,12 +8,21 @@ from ._backend import BACKENDS, BackendUnavailableError, available_backends, cur
 from .version import __version__
 from . import rng, ops
 from .convert import convert
+from .bitops import bitops
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "current_backend", "use_backend",
-           "rng", "ops", "convert", "__version__", "info"]
+           "rng", "ops", "convert", "bitops", "nenni", "__version__", "info"]
 
 
 def info() -> str:
     """What is built, for which torch / CUDA / arch, and which backends are usable."""
     from ._info import info_text
     return info_text()
+
+
+def __getattr__(name: str):
+    # `fastnoise.nenni` (recipes) and `fastnoise.nn` load on first use: importing fastnoise stays cheap
+    if name in ("nenni", "nn"):
+        import importlib
+        return importlib.import_module(f"fastnoise.{name}")
+    raise AttributeError(f"module 'fastnoise' has no attribute {name!r}")

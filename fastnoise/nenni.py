@@ -1,0 +1,285 @@
+"""NENNI recipes (seed 000): distillation of the approximations, INT4, fine-tuning, and diagnostics.
+
+    model = fastnoise.convert(model, "nenni", ratio=0.9)          # layers start from the JL init W~ = W P^T
+    fastnoise.nenni.distill(model, loader, epochs=50)            # Eq. 1 -> INT4 -> 1 epoch noisy fine-tune
+    fastnoise.nenni.approx_error(model, loader)                  # per layer ||z - z~||^2 / ||z||^2
+    fastnoise.nenni.topk_recall(model, loader, ratio=0.9)        # recall of the true top-k by |z|
+    print(fastnoise.nenni.bitops_table(resnet18, (1, 3, 32, 32)))
+
+See docs/nenni.md for the method, the options and the measured numbers.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+from .bitops import bitops
+from .nn.nenni import (NENNIConv2d, NENNILayer, NENNILinear, convert_nenni, default_k, nenni_layers,
+                       set_nenni_mode)
+
+__all__ = ["distill", "approx_error", "topk_recall", "bitops", "bitops_table", "SEED_BITOPS",
+           "NENNIConv2d", "NENNILinear", "NENNILayer", "convert_nenni", "default_k", "nenni_layers",
+           "set_nenni_mode", "quantize_"]
+
+_Device = Union[str, torch.device, None]
+
+
+def _layers_or_error(model: torch.nn.Module) -> list:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    layers = nenni_layers(model)
+    if not layers:
+        raise ValueError("model has no NENNI layers; convert it first: fastnoise.convert(model, 'nenni', ratio=...)")
+    return layers
+
+
+def _model_device(model: torch.nn.Module, device: _Device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _batches(loader: Iterable, device: torch.device, max_batches: Optional[int]):
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        if isinstance(batch, (tuple, list)):
+            x = batch[0]
+            y = batch[1] if len(batch) > 1 else None
+        else:
+            x, y = batch, None
+        yield x.to(device), (y.to(device) if y is not None else None)
+
+
+def _progress(it, progress: bool, desc: str, total: Optional[int] = None):
+    if not progress:
+        return it
+    from tqdm.auto import tqdm
+    return tqdm(it, desc=desc, total=total, leave=False)
+
+
+def _len(loader, max_batches):
+    try:
+        n = len(loader)
+    except TypeError:
+        return max_batches
+    return n if max_batches is None else min(n, max_batches)
+
+
+def quantize_(model: torch.nn.Module) -> torch.nn.Module:
+    """One-time INT4 quantization of W~, b~ in every NENNI layer of `model` (seed §3.1); returns `model`."""
+    for _, layer in _layers_or_error(model):
+        if not layer.quantized:
+            layer.quantize_()
+    return model
+
+
+def distill(model: torch.nn.Module, loader: Iterable, *, epochs: int = 50, lr: float = 0.2, momentum: float = 0.9,
+            finetune_epochs: int = 1, finetune_lr: float = 1e-3, quantize: bool = True,
+            loss_fn: Callable = F.cross_entropy, device: _Device = None, max_batches: Optional[int] = None,
+            progress: bool = True) -> dict:
+    """The seed's recipe for a converted model: distill W~, b~ -> INT4 -> fine-tune in noisy mode.
+
+    1. ``epochs`` of layer-wise distillation (seed Eq. 1) with momentum SGD on every NENNI layer's
+       W~, b~ at once: each layer sees the *exact* outputs of the layers before it (model in eval
+       mode, every NENNI layer in "distill" mode, the original weights untouched). The objective of
+       layer l is ``||z - z~||^2 / B`` divided by ``rows * (mean ||x_row||^2 + 1)`` (rows: output positions
+       per sample; ``x_row``: a patch / input row): the curvature bound of Eq. 1 in (W~, b~) by JL
+       norm preservation, so one ``lr`` in (0, 1) is stable for every layer size.
+    2. ``quantize``: one-time INT4 quantization of W~ and b~ (then frozen).
+    3. ``finetune_epochs`` of fine-tuning in "noisy" mode (Eq. 2) with momentum SGD (``finetune_lr``)
+       on every parameter except W~, b~, with ``loss_fn(model(x), y)`` (the loader yields (x, y)).
+
+    Works on CPU and GPU (``device``: where to run; default the model's). Returns a history dict with
+    the mean normalized distillation loss per epoch and the mean fine-tuning loss per epoch.
+    """
+    layers = _layers_or_error(model)
+    epochs = _checks.integer("epochs", epochs, lo=0)
+    finetune_epochs = _checks.integer("finetune_epochs", finetune_epochs, lo=0)
+    lr = _checks.number("lr", lr, lo=0.0, lo_open=True)
+    finetune_lr = _checks.number("finetune_lr", finetune_lr, lo=0.0, lo_open=True)
+    momentum = _checks.number("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
+    dev = _model_device(model, device)
+    model.to(dev)
+    was_training = model.training
+    modes = {id(m): m.mode for _, m in layers}
+    history = {"distill_loss": [], "finetune_loss": []}
+
+    # 1. distillation
+    if any(m.quantized for _, m in layers) and epochs:
+        raise ValueError("model is already quantized: W~, b~ are frozen; pass epochs=0 to only fine-tune")
+    approx_params = [p for _, m in layers for p in (m.approx_weight, m.approx_bias)]
+    frozen = {id(p): p.requires_grad for p in model.parameters()}
+    if epochs:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in approx_params:
+            p.requires_grad_(True)
+        opt = torch.optim.SGD(approx_params, lr=lr, momentum=momentum)
+        model.eval()
+        set_nenni_mode(model, "distill")
+        for ep in _progress(range(epochs), progress, "NENNI distill (epochs)"):
+            total, count = 0.0, 0
+            for x, _ in _progress(_batches(loader, dev, max_batches), progress, f"distill epoch {ep + 1}",
+                                  _len(loader, max_batches)):
+                opt.zero_grad(set_to_none=True)
+                model(x)
+                loss = sum(m.distill_loss / m.distill_scale for _, m in layers)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                count += 1
+            history["distill_loss"].append(total / max(count, 1))
+        for p in model.parameters():
+            p.requires_grad_(frozen[id(p)])
+
+    # 2. INT4
+    if quantize:
+        quantize_(model)
+
+    # 3. fine-tuning in noisy mode
+    if finetune_epochs:
+        set_nenni_mode(model, "noisy")
+        approx_ids = {id(p) for p in approx_params}
+        params = [p for p in model.parameters() if p.requires_grad and id(p) not in approx_ids]
+        opt = torch.optim.SGD(params, lr=finetune_lr, momentum=momentum)
+        model.train()
+        for ep in _progress(range(finetune_epochs), progress, "NENNI fine-tune (epochs)"):
+            total, count = 0.0, 0
+            for x, y in _progress(_batches(loader, dev, max_batches), progress, f"fine-tune epoch {ep + 1}",
+                                  _len(loader, max_batches)):
+                if y is None:
+                    raise ValueError("loader must yield (x, y) batches for fine-tuning (finetune_epochs > 0)")
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                count += 1
+            history["finetune_loss"].append(total / max(count, 1))
+
+    for _, m in layers:
+        m.set_mode("noisy" if (finetune_epochs or modes[id(m)] == "distill") else modes[id(m)])
+    model.train(was_training)
+    return history
+
+
+class _Capture:
+    """Forward hooks that compute z~ next to the exact z of every NENNI layer (model in dense mode)."""
+
+    def __init__(self, model: torch.nn.Module, fn: Callable) -> None:
+        self.layers = _layers_or_error(model)
+        self.model, self.fn = model, fn
+        self.handles: list = []
+
+    def __enter__(self):
+        self.modes = {id(m): m.mode for _, m in self.layers}
+        self.training = self.model.training
+        self.model.eval()
+        for name, m in self.layers:
+            m.set_mode("dense")
+            self.handles.append(m.register_forward_hook(
+                lambda mod, inp, out, name=name: self.fn(name, mod, out, mod._approx(inp[0]))))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        for _, m in self.layers:
+            m.set_mode(self.modes[id(m)])
+        self.model.train(self.training)
+
+
+@torch.no_grad()
+def approx_error(model: torch.nn.Module, loader: Iterable, *, device: _Device = None,
+                 max_batches: Optional[int] = None) -> dict:
+    """Per NENNI layer, the relative error ``sum ||z - z~||^2 / sum ||z||^2`` over the data (exact inputs)."""
+    dev = _model_device(model, device)
+    num: dict = {}
+    den: dict = {}
+
+    def acc(name, mod, z, za):
+        num[name] = num.get(name, 0.0) + float((z.float() - za.float()).pow(2).sum())
+        den[name] = den.get(name, 0.0) + float(z.float().pow(2).sum())
+
+    with _Capture(model, acc):
+        for x, _ in _batches(loader, dev, max_batches):
+            model(x)
+    return {name: num[name] / den[name] if den[name] > 0 else float("nan") for name in num}
+
+
+def _rows(layer: NENNILayer, t: torch.Tensor) -> torch.Tensor:
+    """The decision rows of `layer`: [rows, neurons]."""
+    if isinstance(layer, NENNIConv2d):
+        if layer.granularity == "channel":
+            return t.abs().mean(dim=(2, 3))
+        return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+    return t.reshape(-1, t.shape[-1])
+
+
+@torch.no_grad()
+def topk_recall(model: torch.nn.Module, loader: Iterable, *, ratio: float = 0.9, device: _Device = None,
+                max_batches: Optional[int] = None) -> dict:
+    """Per NENNI layer, the recall of the true top-k by |z| among the top-k by |z~|, ``k = ceil((1 - ratio) F)``.
+
+    Rows are the layer's decisions: each output position across channels (``granularity="position"``),
+    each (sample, channel) pooled over positions (``"channel"``), each sample of a Linear. Recall is
+    ``|top_k(|z|) & top_k(|z~|)| / k`` averaged over rows; also returned under ``"mean"`` (layer mean).
+    """
+    ratio = _checks.number("ratio", ratio, lo=0.0, hi=1.0, hi_open=True)
+    dev = _model_device(model, device)
+    hits: dict = {}
+    tot: dict = {}
+
+    def acc(name, mod, z, za):
+        zr, ar = _rows(mod, z.float()).abs(), _rows(mod, za.float()).abs()
+        f = zr.shape[1]
+        kk = max(1, math.ceil((1.0 - ratio) * f))
+        true = torch.zeros_like(zr, dtype=torch.bool).scatter_(1, zr.topk(kk, dim=1).indices, True)
+        pred = torch.zeros_like(ar, dtype=torch.bool).scatter_(1, ar.topk(kk, dim=1).indices, True)
+        hits[name] = hits.get(name, 0) + int((true & pred).sum())
+        tot[name] = tot.get(name, 0) + zr.shape[0] * kk
+
+    with _Capture(model, acc):
+        for x, _ in _batches(loader, dev, max_batches):
+            model(x)
+    out = {name: hits[name] / tot[name] for name in hits}
+    out["mean"] = sum(out.values()) / max(len(out), 1)
+    return out
+
+
+#: the seed's BitOPs (Table 1, ResNet-18 on CIFAR-10) and reductions vs overfitting AT (2.60E9)
+SEED_BITOPS = {"dense": 2.60e9, 0.9: 4.52e8, 0.99: 2.18e8}
+SEED_REDUCTION = {0.9: -0.826, 0.99: -0.916}
+
+
+def bitops_table(model: torch.nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32), *,
+                 ratios: Sequence[float] = (0.9, 0.99), k: Optional[int] = None, weight_bits: int = 32,
+                 act_bits: int = 32, approx_bits: int = 4, **convert_cfg) -> str:
+    """Markdown table: our BitOPs of `model` converted at each ratio next to the seed's (Table 1).
+
+    `model` is an unconverted model (copied, not modified), e.g. a CIFAR ResNet-18. It is converted as
+    in the seed's experiments: convolutions only (``convert_linear=False``), first conv kept exact
+    (override with `convert_cfg`). Our convention is `fastnoise.bitops` (see its docstring).
+    """
+    cfg = {"convert_linear": False, "skip_first": True, **convert_cfg}
+    base = bitops(model, input_shape, weight_bits=weight_bits, act_bits=act_bits, approx_bits=approx_bits)
+    dense = base["total"]
+    lines = [f"| configuration | our BitOPs | our reduction | seed BitOPs | seed reduction |",
+             "|---|---|---|---|---|",
+             f"| dense ({weight_bits}-bit W x {act_bits}-bit A) | {dense:.3g} | 0 | {SEED_BITOPS['dense']:.3g} | 0 |"]
+    for r in ratios:
+        m = convert_nenni(copy.deepcopy(model), ratio=r, k=k, mode="dense", **cfg)
+        res = bitops(m, input_shape, weight_bits=weight_bits, act_bits=act_bits, approx_bits=approx_bits)
+        seed_b = SEED_BITOPS.get(r)
+        seed_r = SEED_REDUCTION.get(r)
+        lines.append(f"| NENNI r = {r} (k = {'default' if k is None else k}) | {res['total']:.3g} | "
+                     f"{res['total'] / dense - 1:+.1%} | {'-' if seed_b is None else f'{seed_b:.3g}'} | "
+                     f"{'-' if seed_r is None else f'{seed_r:+.1%}'} |")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""fastnoise.convert(model, "nenni", ...) and the recipes in fastnoise.nenni on small models."""
+import copy
+
+import pytest
+import torch
+
+import fastnoise
+import fastnoise.nenni as nenni
+from fastnoise.nn import NENNIConv2d, NENNILinear, nenni_layers
+from nenni_models import NestedCNN, resnet18
+
+
+def test_resnet18_conversion_skips_stem_and_classifier():
+    torch.manual_seed(0)
+    model = resnet18()
+    ref = copy.deepcopy(model).eval()
+    out = fastnoise.convert(model, "nenni", ratio=0.9, mode="dense")
+    assert out is model
+    names = [n for n, _ in nenni_layers(model)]
+    convs = [n for n, m in ref.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(names) == len(convs) - 1  # every conv but the stem (shortcut 1x1 convs included)
+    assert convs[0] not in names and all(isinstance(m, NENNIConv2d) for _, m in nenni_layers(model))
+    assert isinstance(dict(model.named_modules())[[n for n, m in ref.named_modules()
+                                                   if isinstance(m, torch.nn.Linear)][-1]], torch.nn.Linear)
+    seeds = [m.seed for _, m in nenni_layers(model)]
+    assert seeds == list(range(len(seeds)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref(x), rtol=0, atol=0)
+
+
+def test_nested_modules_and_linears():
+    model = NestedCNN()
+    fastnoise.convert(model, "nenni", ratio=0.5)
+    kinds = {n: type(m).__name__ for n, m in nenni_layers(model)}
+    # stem skipped (first), depthwise conv ineligible, last Linear skipped (classifier)
+    assert kinds == {"body.0.convs.0": "NENNIConv2d", "body.0.convs.1": "NENNIConv2d", "head.1": "NENNILinear"}
+    assert model(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_convert_linear_false_and_no_skips():
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, convert_linear=False, skip_first=False)
+    assert sorted(n for n, _ in nenni_layers(model)) == ["body.0.convs.0", "body.0.convs.1", "stem"]
+
+
+def test_explicit_layers_and_ineligible_layers():
+    model = fastnoise.convert(NestedCNN(), "nenni", nm=(1, 2), layers=["stem", "head.3"])
+    assert [n for n, _ in nenni_layers(model)] == ["stem", "head.3"]
+    assert isinstance(model.head[3], NENNILinear) and model.head[3].nm == (1, 2)
+    model = NestedCNN()
+    with pytest.raises(ValueError, match=r"layer 'head.3': nm: M must divide .* \(10\)"):
+        fastnoise.convert(model, "nenni", nm=(2, 4), layers=["stem", "head.3"])
+    assert not nenni_layers(model)  # nothing swapped when one layer fails
+    with pytest.raises(ValueError, match=r"'body.0.dw' cannot be converted.*groups=16"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, layers=["body.0.dw"])
+    with pytest.raises(ValueError, match=r"'body.1' cannot be converted.*MaxPool2d"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, layers=["body.1"])
+    with pytest.raises(ValueError, match="no module named 'nope'"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, layers=["nope"])
+
+
+def test_converting_twice_is_an_error():
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5)
+    with pytest.raises(ValueError, match="already converted to NENNI"):
+        fastnoise.convert(model, "nenni", ratio=0.9)
+
+
+def test_bad_conversion_options():
+    with pytest.raises(ValueError, match="ratio must be"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=1.5)
+    with pytest.raises(ValueError, match="k must be"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=0)
+    with pytest.raises(ValueError, match="no layer to convert"):
+        fastnoise.convert(torch.nn.Sequential(torch.nn.Linear(3, 3)), "nenni", ratio=0.5)
+
+
+def test_model_state_dict_round_trip_and_mismatch():
+    torch.manual_seed(0)
+    a = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=8)
+    nenni.quantize_(a)
+    b = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=8)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    c = fastnoise.convert(NestedCNN(), "nenni", ratio=0.9, k=8)
+    with pytest.raises(ValueError, match="ratio: state_dict has 0.5, layer has 0.9"):
+        c.load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="no NENNI configuration"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=8).load_state_dict(NestedCNN().state_dict())
+
+
+def _loader(n=4, bs=8):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(bs, 1, 8, 8, generator=g), torch.randint(0, 10, (bs,), generator=g)) for _ in range(n)]
+
+
+def test_distill_recipe_runs_and_reduces_the_error():
+    torch.manual_seed(0)
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.9, k=8)
+    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loader = _loader()
+    before = nenni.approx_error(model, loader)
+    hist = nenni.distill(model, loader, epochs=3, finetune_epochs=0, quantize=False, progress=False)
+    after = nenni.approx_error(model, loader)
+    assert set(before) == {"body.0.convs.0", "body.0.convs.1", "head.1"}
+    assert all(after[n] < before[n] for n in before), (before, after)
+    assert hist["distill_loss"][-1] < hist["distill_loss"][0]
+    for n, p in model.named_parameters():  # distillation never touches the original weights
+        if "approx" not in n:
+            assert torch.equal(p, w0[n]), n
+    hist = nenni.distill(model, loader, epochs=0, finetune_epochs=1, quantize=True, progress=False)
+    assert all(m.quantized and m.mode == "noisy" for _, m in nenni_layers(model))
+    assert len(hist["finetune_loss"]) == 1
+    assert not torch.equal(model.head[1].weight, w0["head.1.weight"])  # fine-tuned in noisy mode
+    rec = nenni.topk_recall(model, loader, ratio=0.9)
+    assert set(rec) == {"body.0.convs.0", "body.0.convs.1", "head.1", "mean"}
+    assert all(0.0 <= v <= 1.0 for v in rec.values())
+
+
+def test_recipe_bad_input():
+    with pytest.raises(ValueError, match="no NENNI layers"):
+        nenni.distill(NestedCNN(), _loader(), epochs=1, progress=False)
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.9, k=8)
+    with pytest.raises(ValueError, match="epochs must be"):
+        nenni.distill(model, _loader(), epochs=-1, progress=False)
+    with pytest.raises(ValueError, match="lr must be"):
+        nenni.distill(model, _loader(), lr=0.0, progress=False)
+    with pytest.raises(ValueError, match="ratio must be"):
+        nenni.topk_recall(model, _loader(), ratio=1.0)
