@@ -34,11 +34,6 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("ternary_project_t(Tensor g, Tensor packed, int d, float scale) -> Tensor");
   m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
         "int pw, int dh, int dw, int groups) -> Tensor");
-  // mask_blend: z, za viewed as [outer, F = size(dim), inner]; keep the top `keep` scores per row
-  // (m == 0) or the top n of every m consecutive features (m > 0); score |za| or za (signed_score).
-  // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
-  m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
-  m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
   // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
   // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
   // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);
