@@ -21,8 +21,7 @@ _cache: dict[tuple[str, str, str], Callable] = {}
 
 
 def kernel(family: str, name: str, backend: str) -> Callable:
-    key = (family, name, backend)
-    fn = _cache.get(key)
+    fn = _cache.get((family, name, backend))
     if fn is not None:
         return fn
     if backend == "reference":
@@ -34,9 +33,23 @@ def kernel(family: str, name: str, backend: str) -> Callable:
                                           f"{_ext.load_error('_C' if backend == 'cpu' else '_C_cuda')}; "
                                           f"{_ext.REBUILD_HINT}")
         fn = getattr(torch.ops.fastnoise_kernels, name)
+        key = "CPU" if backend == "cpu" else "CUDA"
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fastnoise_kernels::{name}", key):
+            raise BackendUnavailableError(_not_implemented(family, backend))
     elif backend == "triton":
-        fn = getattr(importlib.import_module(f"fastnoise.triton_kernels.{family}"), name)
+        try:
+            module = importlib.import_module(f"fastnoise.triton_kernels.{family}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fastnoise.triton_kernels.{family}":
+                raise
+            raise BackendUnavailableError(_not_implemented(family, backend)) from None
+        fn = getattr(module, name)
     else:
         raise ValueError(f"unknown backend {backend!r}")
-    _cache[key] = fn
+    _cache[(family, name, backend)] = fn
     return fn
+
+
+def _not_implemented(family: str, backend: str) -> str:
+    return (f"the {family!r} op family has no {backend!r} kernel (not implemented yet); "
+            f"use one of the backends it has, e.g. 'cpu' or 'reference' on CPU tensors")
