@@ -19,90 +19,157 @@
 namespace fastnoise {
 namespace {
 
-// NC dot products of length K between p and w[0..NC): acc lanes are independent, so the loop
-// vectorizes without reassociation flags; the lanes are summed in a fixed order.
-template <int NC, typename T>
-inline void dot_block(const T* __restrict__ p, const T* const* w, int64_t K, T* out) {
+// RB x CB dot products of length K between rows p[0..RB) and w[0..CB): out[r * CB + c] = p[r] . w[c].
+// Register-blocked (RB * CB vector accumulators; RB + CB loads per RB * CB FMAs); the lanes are
+// independent, so the loop vectorizes without reassociation flags, and are summed in a fixed order.
+template <int RB, int CB, typename T>
+inline void dot_tile(const T* const* p, const T* const* w, int64_t K, T* out) {
   constexpr int V = 64 / sizeof(T);
-  T acc[NC][V];
-  for (int c = 0; c < NC; ++c)
-    for (int l = 0; l < V; ++l) acc[c][l] = T(0);
+  T acc[RB][CB][V];
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < CB; ++c)
+      for (int l = 0; l < V; ++l) acc[r][c][l] = T(0);
   int64_t k = 0;
   for (; k + V <= K; k += V) {
-    for (int c = 0; c < NC; ++c) {
-      const T* __restrict__ wc = w[c] + k;
+    for (int r = 0; r < RB; ++r) {
+      const T* __restrict__ pr = p[r] + k;
+      for (int c = 0; c < CB; ++c) {
+        const T* __restrict__ wc = w[c] + k;
 #pragma omp simd
-      for (int l = 0; l < V; ++l) acc[c][l] += p[k + l] * wc[l];
+        for (int l = 0; l < V; ++l) acc[r][c][l] += pr[l] * wc[l];
+      }
     }
   }
-  for (int c = 0; c < NC; ++c) {
-    T s = T(0);
-    for (int l = 0; l < V; ++l) s += acc[c][l];
-    for (int64_t kk = k; kk < K; ++kk) s += p[kk] * w[c][kk];
-    out[c] = s;
-  }
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < CB; ++c) {
+      T s = T(0);
+      for (int l = 0; l < V; ++l) s += acc[r][c][l];
+      for (int64_t kk = k; kk < K; ++kk) s += p[r][kk] * w[c][kk];
+      out[r * CB + c] = s;
+    }
+}
+
+// Reduction chunk: a chunk of all weight rows of a group stays in L2 (~384 KiB) while a tile of rows
+// streams over it.
+template <typename T>
+inline int64_t k_chunk(int64_t K, int64_t ncols) {
+  constexpr int64_t V = 64 / sizeof(T);
+  int64_t kc = (384 * 1024 / sizeof(T)) / std::max<int64_t>(ncols, 1);
+  kc = std::max<int64_t>(V * 4, kc / V * V);
+  return std::min(kc, K);
 }
 
 // Rows [0, rows) of P (row stride ldp, length K) against weight rows W (stride ldw): for each row r and
 // each column j < ncols with M[r*m_rs + j*m_cs], O[r*o_rs + j*o_cs] = P[r] . W[j] + bias[j]. Unselected
-// outputs are not touched (the caller zero-fills).
+// outputs are not touched (the caller zero-fills). Per row, the selected dot products run 8 at a time
+// sharing the row's loads; the reduction is chunked (k_chunk) so the weight chunk stays in cache.
 template <typename T>
 void sddmm_rows(const T* P, int64_t ldp, int64_t rows, int64_t K, const T* W, int64_t ldw, int64_t ncols,
                 const bool* M, int64_t m_rs, int64_t m_cs, const T* bias, T* O, int64_t o_rs, int64_t o_cs,
-                std::vector<int64_t>& sel) {
-  const T* w[8];
-  T res[8];
+                std::vector<int64_t>& sel, std::vector<int64_t>& start, std::vector<T>& acc) {
+  start.assign(1, 0);
+  sel.clear();
   for (int64_t r = 0; r < rows; ++r) {
-    sel.clear();
     const bool* mr = M + r * m_rs;
     for (int64_t j = 0; j < ncols; ++j)
       if (mr[j * m_cs]) sel.push_back(j);
-    const T* p = P + r * ldp;
-    T* o = O + r * o_rs;
-    const int64_t ns = static_cast<int64_t>(sel.size());
-    int64_t i = 0;
-    auto emit = [&](int n) {
-      for (int c = 0; c < n; ++c) {
-        const int64_t j = sel[i + c];
-        o[j * o_cs] = res[c] + (bias ? bias[j] : T(0));
+    start.push_back(static_cast<int64_t>(sel.size()));
+  }
+  if (sel.empty()) return;
+  acc.assign(sel.size(), T(0));
+  const int64_t kc = k_chunk<T>(K, ncols);
+  const T* w[8];
+  const T* pr[1];
+  T res[8];
+  for (int64_t k0 = 0; k0 < K; k0 += kc) {
+    const int64_t klen = std::min(kc, K - k0);
+    for (int64_t r = 0; r < rows; ++r) {
+      pr[0] = P + r * ldp + k0;
+      int64_t i = start[r];
+      const int64_t e = start[r + 1];
+      for (; i + 8 <= e; i += 8) {
+        for (int c = 0; c < 8; ++c) w[c] = W + sel[i + c] * ldw + k0;
+        dot_tile<1, 8>(pr, w, klen, res);
+        for (int c = 0; c < 8; ++c) acc[i + c] += res[c];
       }
-    };
-    for (; i + 8 <= ns; i += 8) {
-      for (int c = 0; c < 8; ++c) w[c] = W + sel[i + c] * ldw;
-      dot_block<8>(p, w, K, res);
-      emit(8);
+      for (; i + 4 <= e; i += 4) {
+        for (int c = 0; c < 4; ++c) w[c] = W + sel[i + c] * ldw + k0;
+        dot_tile<1, 4>(pr, w, klen, res);
+        for (int c = 0; c < 4; ++c) acc[i + c] += res[c];
+      }
+      for (; i < e; ++i) {
+        w[0] = W + sel[i] * ldw + k0;
+        dot_tile<1, 1>(pr, w, klen, res);
+        acc[i] += res[0];
+      }
     }
-    for (; i + 4 <= ns; i += 4) {
-      for (int c = 0; c < 4; ++c) w[c] = W + sel[i + c] * ldw;
-      dot_block<4>(p, w, K, res);
-      emit(4);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = start[r]; i < start[r + 1]; ++i) {
+      const int64_t j = sel[i];
+      O[r * o_rs + j * o_cs] = acc[i] + (bias ? bias[j] : T(0));
     }
-    for (; i < ns; ++i) {
-      w[0] = W + sel[i] * ldw;
-      dot_block<1>(p, w, K, res);
-      emit(1);
+}
+
+// Dense C[r * ldc + c] = P[r] . Wk[c] for r < rows, c < ncols (rows of P and Wk along K): 4x4
+// register blocks (8 loads per 16 vector FMAs), edges with 1x4 / 4x1 / 1x1. (An outer-product
+// kernel on transposed packed weights measured 2x slower here: the packing dominates at small nk.)
+template <typename T>
+void gemm_nt(const T* P, int64_t ldp, int64_t rows, const T* Wk, int64_t ldw, int64_t ncols, int64_t K, T* C,
+             int64_t ldc) {
+  const T* pr[4];
+  const T* w[4];
+  T res[16];
+  for (int64_t r = 0; r < rows; r += 4) {
+    const int rb = static_cast<int>(std::min<int64_t>(4, rows - r));
+    for (int i = 0; i < rb; ++i) pr[i] = P + (r + i) * ldp;
+    for (int64_t c = 0; c < ncols; c += 4) {
+      const int cb = static_cast<int>(std::min<int64_t>(4, ncols - c));
+      for (int i = 0; i < cb; ++i) w[i] = Wk + (c + i) * ldw;
+      if (rb == 4 && cb == 4) {
+        dot_tile<4, 4>(pr, w, K, res);
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) C[(r + i) * ldc + c + j] = res[i * 4 + j];
+      } else if (cb == 4) {
+        for (int i = 0; i < rb; ++i) {
+          dot_tile<1, 4>(pr + i, w, K, res);
+          for (int j = 0; j < 4; ++j) C[(r + i) * ldc + c + j] = res[j];
+        }
+      } else if (rb == 4) {
+        for (int j = 0; j < cb; ++j) {
+          dot_tile<4, 1>(pr, w + j, K, res);
+          for (int i = 0; i < 4; ++i) C[(r + i) * ldc + c + j] = res[i];
+        }
+      } else {
+        for (int i = 0; i < rb; ++i)
+          for (int j = 0; j < cb; ++j) {
+            dot_tile<1, 1>(pr + i, w + j, K, res);
+            C[(r + i) * ldc + c + j] = res[0];
+          }
+      }
     }
   }
 }
 
-// im2col of output positions [l0, l1) of sample b, group grp: element (l, kidx) goes to
-// buf[(l - l0) * s_l + kidx * s_k], kidx = (c * kh + ki) * kw + kj (the weight's row layout).
+// im2col of output positions [l0, l1) of sample b, group grp from the channels-last input
+// xcl [B, H, W, C]: row (l - l0) of buf (row stride ld) is the patch in (ki, kj, c) order, the row
+// layout of the weight permuted to [n, kh, kw, C/groups]. Each (ki, kj) is one contiguous copy of
+// C/groups values (zeros in the padding).
 template <typename T>
-void im2col_tile(const T* x, const ConvGeom& g, int64_t b, int64_t grp, int64_t l0, int64_t l1, T* buf,
-                 int64_t s_l, int64_t s_k) {
-  const T* xb = x + (b * g.C + grp * g.Cg) * g.H * g.W;
+void im2col_tile(const T* xcl, const ConvGeom& g, int64_t b, int64_t grp, int64_t l0, int64_t l1, T* buf,
+                 int64_t ld) {
+  const T* xb = xcl + b * g.H * g.W * g.C + grp * g.Cg;
   for (int64_t l = l0; l < l1; ++l) {
     const int64_t oh = l / g.Wo, ow = l % g.Wo;
-    T* dst = buf + (l - l0) * s_l;
-    for (int64_t c = 0; c < g.Cg; ++c) {
-      const T* xc = xb + c * g.H * g.W;
-      for (int64_t ki = 0; ki < g.kh; ++ki) {
-        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-        const bool row_ok = ih >= 0 && ih < g.H;
-        for (int64_t kj = 0; kj < g.kw; ++kj) {
-          const int64_t iw = ow * g.sw - g.pw + kj * g.dw;
-          const int64_t kidx = (c * g.kh + ki) * g.kw + kj;
-          dst[kidx * s_k] = (row_ok && iw >= 0 && iw < g.W) ? xc[ih * g.W + iw] : T(0);
+    T* dst = buf + (l - l0) * ld;
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+      for (int64_t kj = 0; kj < g.kw; ++kj, dst += g.Cg) {
+        const int64_t iw = ow * g.sw - g.pw + kj * g.dw;
+        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+          std::copy_n(xb + (ih * g.W + iw) * g.C, g.Cg, dst);
+        } else {
+          std::fill_n(dst, g.Cg, T(0));
         }
       }
     }
@@ -129,7 +196,19 @@ inline Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const c10
   return p;
 }
 
-constexpr int64_t kRowTile = 16;  // rows (samples / output positions) per task
+// Conv operands: x channels-last [B, H, W, C], weight [n, kh, kw, C/groups] (rows in patch order).
+inline Prepared prepare_conv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                             const at::Tensor& mask) {
+  const auto ct = compute_type(x.scalar_type());
+  Prepared p;
+  p.x = x.to(ct).permute({0, 2, 3, 1}).contiguous();
+  p.w = weight.to(ct).permute({0, 2, 3, 1}).contiguous();
+  if (bias.has_value()) p.b = bias->to(ct).contiguous();
+  p.m = mask.contiguous();
+  return p;
+}
+
+constexpr int64_t kRowTile = 64;  // rows (samples / output positions) per task
 
 at::Tensor sampled_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                               const at::Tensor& mask) {
@@ -149,11 +228,12 @@ at::Tensor sampled_linear_cpu(const at::Tensor& x, const at::Tensor& weight, con
     scalar_t* O = out.data_ptr<scalar_t>();
     const int64_t tiles = (R + kRowTile - 1) / kRowTile;
     at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
-      std::vector<int64_t> sel;
-      sel.reserve(N);
+      std::vector<int64_t> sel, start;
+      std::vector<scalar_t> acc;
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t r0 = t * kRowTile, rows = std::min(kRowTile, R - r0);
-        sddmm_rows<scalar_t>(X + r0 * K, K, rows, K, Wt, K, N, M + r0 * N, N, 1, Bs, O + r0 * N, N, 1, sel);
+        sddmm_rows<scalar_t>(X + r0 * K, K, rows, K, Wt, K, N, M + r0 * N, N, 1, Bs, O + r0 * N, N, 1, sel, start,
+                             acc);
       }
     });
   });
@@ -168,7 +248,7 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
   TORCH_CHECK(mask.dim() == 4 && mask.size(0) == g.B && mask.size(1) == g.N && mask.size(2) == g.Ho &&
                   mask.size(3) == g.Wo,
               "mask must have shape [", g.B, ", ", g.N, ", ", g.Ho, ", ", g.Wo, "]");
-  Prepared p = prepare(x, weight, bias, mask);
+  Prepared p = prepare_conv(x, weight, bias, mask);
   at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
   if (out.numel() == 0) return out.to(x.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "sampled_conv2d_cpu", [&] {
@@ -180,8 +260,8 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
     const int64_t ltiles = (g.L + kRowTile - 1) / kRowTile;
     const int64_t tasks = g.B * g.groups * ltiles;
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-      std::vector<int64_t> sel;
-      sel.reserve(g.Ng);
+      std::vector<int64_t> sel, start;
+      std::vector<scalar_t> acc;
       std::vector<scalar_t> buf(kRowTile * g.Kg);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t lt = t % ltiles, grp = (t / ltiles) % g.groups, b = t / (ltiles * g.groups);
@@ -194,10 +274,10 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
           for (int64_t l = l0; l < l1; ++l) any |= mj[l];
         }
         if (!any) continue;
-        im2col_tile<scalar_t>(X, g, b, grp, l0, l1, buf.data(), g.Kg, 1);
+        im2col_tile<scalar_t>(X, g, b, grp, l0, l1, buf.data(), g.Kg);
         sddmm_rows<scalar_t>(buf.data(), g.Kg, l1 - l0, g.Kg, Wt + n0 * g.Kg, g.Kg, g.Ng,
                              M + (b * g.N + n0) * g.L + l0, 1, g.L, Bs ? Bs + n0 : nullptr,
-                             O + (b * g.N + n0) * g.L + l0, 1, g.L, sel);
+                             O + (b * g.N + n0) * g.L + l0, 1, g.L, sel, start, acc);
       }
     });
   });
@@ -211,7 +291,7 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
   const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
   TORCH_CHECK(keep.dim() == 2 && keep.size(0) == g.B && keep.size(1) == g.N,
               "keep must have shape [", g.B, ", ", g.N, "]");
-  Prepared p = prepare(x, weight, bias, keep);
+  Prepared p = prepare_conv(x, weight, bias, keep);
   at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
   if (out.numel() == 0) return out.to(x.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "channel_conv2d_cpu", [&] {
@@ -220,7 +300,6 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
     const scalar_t* Bs = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
     const bool* Kp = p.m.data_ptr<bool>();
     scalar_t* O = out.data_ptr<scalar_t>();
-    const auto opts = p.x.options();
     at::parallel_for(0, g.B * g.groups, 1, [&](int64_t t0, int64_t t1) {
       std::vector<int64_t> kept;
       std::vector<scalar_t> cols(g.Kg * g.L), wk(g.Ng * g.Kg), res(g.Ng * g.L);
@@ -231,20 +310,17 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
           if (Kp[b * g.N + n0 + j]) kept.push_back(j);
         const int64_t nk = static_cast<int64_t>(kept.size());
         if (nk == 0) continue;
-        im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), 1, g.L);  // [Kg, L]
+        im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), g.Kg);  // [L, Kg]
         for (int64_t i = 0; i < nk; ++i)
           std::copy_n(Wt + (n0 + kept[i]) * g.Kg, g.Kg, wk.data() + i * g.Kg);
-        // [nk, Kg] @ [Kg, L] -> [nk, L]: one GEMM on the kept channels (single-threaded inside the task)
-        at::Tensor a = at::from_blob(wk.data(), {nk, g.Kg}, opts);
-        at::Tensor c = at::from_blob(cols.data(), {g.Kg, g.L}, opts);
-        at::Tensor r = at::from_blob(res.data(), {nk, g.L}, opts);
-        at::mm_out(r, a, c);
+        // [L, Kg] x [nk, Kg]^T -> [L, nk]: one dense GEMM on the kept channels
+        gemm_nt<scalar_t>(cols.data(), g.Kg, g.L, wk.data(), g.Kg, nk, g.Kg, res.data(), nk);
         for (int64_t i = 0; i < nk; ++i) {
           const int64_t j = n0 + kept[i];
           scalar_t* o = O + (b * g.N + j) * g.L;
           const scalar_t bj = Bs ? Bs[j] : scalar_t(0);
-          const scalar_t* src = res.data() + i * g.L;
-          for (int64_t l = 0; l < g.L; ++l) o[l] = src[l] + bj;
+          const scalar_t* src = res.data() + i;
+          for (int64_t l = 0; l < g.L; ++l) o[l] = src[l * nk] + bj;
         }
       }
     });

@@ -31,14 +31,16 @@ __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_is_fas
 _Pair = Union[int, Sequence[int]]
 
 # Keep fraction (1 - r) below which the sampled kernel beats "dense product + blend" (forward), per
-# device type and kind. CPU: measured with benchmarks/bench_sampled.py on the 2-core AMD EPYC (Zen 4,
-# AVX-512) dev machine, torch 2.13 CPU, 2 threads: ResNet-18 layer 256->256, 8x8, 3x3, batch 128 and
-# linear 512->512, batch 4096, keep fractions 1/10/25/50 %; the threshold is the crossing point
-# (interpolated) of the sampled time and the dense nn.Conv2d / F.linear time.
+# device type and kind. CPU: measured on the 2-core AMD EPYC (Zen 4, AVX-512) dev machine, torch 2.13
+# CPU, 1 thread, process CPU time (the machine was shared, wall time was too noisy), min of 9 runs:
+# conv 256->256, 8x8, 3x3, pad 1, batch 32 (the ResNet-18 layer; per-sample work, so batch 128 scales)
+# dense 13.7-15.9 ms; position (sampled_conv2d) 1/10/25/50 %: 3.1/9.4/19.0/37.9 ms; channel
+# (channel_conv2d): 2.2/4.4/10.4/19.9 ms. linear 512->512, batch 1024: dense 5.5-6.3 ms; sampled
+# 0.6-1.3/2.6-3.7/5.9-7.2/10.5-12.7 ms. Thresholds = interpolated crossing, rounded down.
 # CUDA: NOT measured (no GPU in that session): conservative estimates, to be replaced by a measurement.
 SAMPLED_THRESHOLDS = {
-    "cpu": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.50},
-    "cuda": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.50},
+    "cpu": {"linear": 0.20, "conv2d": 0.12, "channel_conv2d": 0.30},
+    "cuda": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.30},
 }
 KINDS = ("linear", "conv2d", "channel_conv2d")
 
