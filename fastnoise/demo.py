@@ -1,7 +1,8 @@
 """`fastnoise demo` (what `make demo` runs): the whole pipeline on the embedded digits data set, on CPU.
 
 1. PGD-AT (Madry, via `fastnoise.train.fit`) of the small CNN on digits (8x8, 10 classes, eps 0.2);
-2. conversion with a noise defense: NENNI (`fastnoise.convert(model, "nenni", ...)`) when that method is
+2. conversion with a noise defense: NENNI (`fastnoise.convert(model, "nenni", ...)`, then distillation and
+   PGD adversarial fine-tuning by `fastnoise.nenni.distill`) when that method is
    registered, else RSE (`GaussianNoise` before every conv, ``convert(model, "rse", sigma=...)``);
 3. honest robust evaluation (`fastnoise.attacks.evaluate`): clean / PGD-20 / FGSM / AutoAttack-rand with
    EOT-20, noise on, accuracy mean ± std over 5 inference draws, the labelled seed protocol, forward-pass
@@ -23,8 +24,10 @@ DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.9}, "rse": {"sigma": 0.1, "seed":
 
 
 def _after_convert(method: str, model, splits, args) -> str:
-    """A method's own post-conversion recipe. NENNI (seed 000): distill W~, b~ -> INT4 -> noisy fine-tuning
-    (`fastnoise.nenni.distill`); RSE needs none (noise layers inserted into the PGD-AT model as is)."""
+    """A method's own post-conversion recipe. NENNI (seed 000): distill W~, b~ -> PGD-10 adversarial
+    fine-tuning in noisy mode (W~ included) -> INT4 (`fastnoise.nenni.distill`; without the adversarial
+    fine-tuning, full-gradient PGD breaks the approximation path: docs/nenni.md, "Robustness"). RSE needs
+    none (noise layers inserted into the PGD-AT model as is)."""
     if method != "nenni":
         return "none"
     import importlib
@@ -34,8 +37,11 @@ def _after_convert(method: str, model, splits, args) -> str:
     x, y = splits.train.tensors()
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))
     batches = [(x[perm[i:i + 64]], y[perm[i:i + 64]]) for i in range(0, len(y), 64)]
-    nenni.distill(model, batches, epochs=args.distill_epochs, finetune_epochs=1, progress=False)
-    return f"nenni.distill: {args.distill_epochs} distillation epochs, INT4, 1 noisy fine-tuning epoch"
+    eps = splits.default_eps
+    nenni.distill(model, batches, epochs=args.distill_epochs, finetune_epochs=args.finetune_epochs,
+                  attack=nenni.pgd_attack(eps, eps / 4, 10), progress=False)
+    return (f"nenni.distill: {args.distill_epochs} distillation epochs, {args.finetune_epochs} PGD-10 adversarial "
+            f"fine-tuning epochs in noisy mode (W~ included), INT4")
 
 
 def _method(requested: str | None) -> str:
@@ -138,7 +144,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=8, help="PGD-AT epochs (default 8)")
     p.add_argument("--method", default=None, help="conversion method (default: nenni if registered, else rse)")
-    p.add_argument("--distill-epochs", type=int, default=10, help="NENNI distillation epochs (default 10)")
+    p.add_argument("--distill-epochs", type=int, default=20, help="NENNI distillation epochs (default 20)")
+    p.add_argument("--finetune-epochs", type=int, default=3,
+                   help="NENNI adversarial fine-tuning epochs (default 3)")
     p.add_argument("--sigma", type=float, default=None, help="RSE noise std (default 0.1)")
     p.add_argument("--eot", type=int, default=20, help="EOT draws per gradient (default 20)")
     p.add_argument("--draws", type=int, default=5, help="inference draws (default 5)")

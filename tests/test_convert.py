@@ -128,3 +128,67 @@ def test_recipe_bad_input():
         nenni.distill(model, _loader(), lr=0.0, progress=False)
     with pytest.raises(ValueError, match="ratio must be"):
         nenni.topk_recall(model, _loader(), ratio=1.0)
+
+
+def test_finetune_orders_and_adversarial_finetuning():
+    torch.manual_seed(0)
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.9, k=8)
+    w_approx = model.head[1].approx_weight.detach().clone()
+    calls = []
+
+    def attack(m, x, y):  # records its use, returns a shifted input
+        calls.append(x.shape[0])
+        return (x + 0.1).detach()
+
+    nenni.distill(model, _loader(), epochs=0, finetune_epochs=1, attack=attack, progress=False)
+    assert calls == [8, 8, 8, 8]  # once per fine-tuning batch
+    assert not torch.equal(model.head[1].approx_weight, w_approx)  # W~ trained end to end, then INT4
+    assert all(m.quantized for _, m in nenni_layers(model))
+    with pytest.raises(ValueError, match="already quantized"):
+        nenni.distill(model, _loader(), epochs=0, finetune_epochs=1, progress=False)
+    wq = model.head[1].approx_wq.clone()
+    w_head = model.head[1].weight.detach().clone()
+    nenni.distill(model, _loader(), epochs=0, finetune_epochs=1, finetune_approx=False, progress=False)
+    assert torch.equal(model.head[1].approx_wq, wq)  # the seed's order: W~ frozen after INT4
+    assert not torch.equal(model.head[1].weight, w_head)
+    with pytest.raises(TypeError, match="attack must be a callable"):
+        nenni.distill(model, _loader(), epochs=0, finetune_approx=False, attack=3, progress=False)
+
+
+def test_pgd_attack_stays_in_the_ball_and_raises_the_loss():
+    torch.manual_seed(0)
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=8).train()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    xa = nenni.pgd_attack(0.1, 0.05, 5)(model, x, y)
+    assert model.training  # restored
+    assert (xa - x).abs().max() <= 0.1 + 1e-6 and xa.min() >= 0 and xa.max() <= 1
+    with torch.no_grad():
+        model.eval()
+        assert torch.nn.functional.cross_entropy(model(xa), y) > torch.nn.functional.cross_entropy(model(x), y)
+    with pytest.raises(ValueError, match="steps must be"):
+        nenni.pgd_attack(0.1, 0.05, 0)
+    with pytest.raises(ValueError, match="alpha must be"):
+        nenni.pgd_attack(0.1, float("nan"), 3)
+
+
+def test_essential_gradients_detach_the_approximation_only():
+    from fastnoise.ops import mask_blend
+    torch.manual_seed(0)
+    layer = NENNILinear.from_linear(torch.nn.Linear(16, 12), ratio=0.5, k=8)
+    x = torch.randn(5, 16, requires_grad=True)
+    model = torch.nn.Sequential(layer)
+    out = model(x)
+    (g_full,) = torch.autograd.grad(out.sum(), x)
+    with nenni.essential_gradients(model):
+        out2 = model(x)
+        (g_ess,) = torch.autograd.grad(out2.sum(), x)
+    assert layer.approx_gradient  # restored
+    torch.testing.assert_close(out2, out, rtol=0, atol=0)  # same forward values
+    with torch.no_grad():
+        za = layer._approx(x)
+        keep = mask_blend(za, za, ratio=0.5)[1]
+    torch.testing.assert_close(g_ess, keep.float() @ layer.weight.detach())  # exact neurons only
+    assert not torch.allclose(g_full, g_ess)
+    with pytest.raises(ValueError, match="no NENNI layers"):
+        with nenni.essential_gradients(torch.nn.Linear(2, 2)):
+            pass

@@ -113,6 +113,9 @@ class NENNILayer(NoiseModule):
         self.ratio, self.nm = ratio, nm
         self.granularity, self.score, self.inject, self.mode, self.seed = granularity, score, inject, mode, seed
         self.distill_loss: Optional[torch.Tensor] = None
+        # False: z~ is detached in noisy mode (gradients through the exact neurons only); see
+        # `fastnoise.nenni.essential_gradients`
+        self.approx_gradient = True
         self.distill_scale: Optional[torch.Tensor] = None
         if nm is not None and n % nm[1] != 0:
             raise ValueError(f"nm: M must divide the number of output neurons ({n}), got nm={tuple(nm)}")
@@ -284,6 +287,11 @@ class NENNILayer(NoiseModule):
             return z
         return self._noisy(x)
 
+    def _approx_noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """z~ for the noisy forward: detached when ``approx_gradient`` is False (values unchanged)."""
+        z = self._approx(x)
+        return z if self.approx_gradient else z.detach()
+
     def extra_repr(self) -> str:
         sel = f"ratio={self.ratio}" if self.nm is None else f"nm={tuple(self.nm)}"
         return (f"{self._extra_base()}, k={self.k}, {sel}, granularity={self.granularity!r}, score={self.score!r}, "
@@ -354,7 +362,7 @@ class NENNILinear(NENNILayer):
             return sampled_linear(x.reshape(-1, self.in_features), self.weight, self.bias,
                                   mask.reshape(-1, self.out_features)).reshape(*lead, self.out_features)
 
-        return self._blend(self._approx(x), -1, lambda: self._exact(x), sampled, "linear", self.out_features)
+        return self._blend(self._approx_noisy(x), -1, lambda: self._exact(x), sampled, "linear", self.out_features)
 
 
 class NENNIConv2d(NENNILayer):
@@ -442,7 +450,7 @@ class NENNIConv2d(NENNILayer):
     def _noisy(self, x):
         from ..ops import channel_conv2d, sampled_conv2d
         self._check_x(x)
-        z_approx = self._approx(x)
+        z_approx = self._approx_noisy(x)
         exact = lambda: self._exact(x)  # noqa: E731
         if self.granularity == "channel":
             return self._noisy_channel(x, z_approx)
