@@ -8,6 +8,7 @@
 // GEMM over the im2col'ed sample: dense work on the kept channels only. Half / bfloat16 inputs are
 // computed in float32 and rounded once. Values never depend on the thread count.
 #include <ATen/Parallel.h>
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -313,14 +314,17 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
         im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), g.Kg);  // [L, Kg]
         for (int64_t i = 0; i < nk; ++i)
           std::copy_n(Wt + (n0 + kept[i]) * g.Kg, g.Kg, wk.data() + i * g.Kg);
-        // [L, Kg] x [nk, Kg]^T -> [L, nk]: one dense GEMM on the kept channels
-        gemm_nt<scalar_t>(cols.data(), g.Kg, g.L, wk.data(), g.Kg, nk, g.Kg, res.data(), nk);
+        // res [nk, L] = wk [nk, Kg] x cols [L, Kg]^T: one dense BLAS GEMM (at::mm_out: MKL / oneDNN,
+        // single-threaded inside parallel_for) on the kept channels
+        const auto opt = at::TensorOptions().dtype(p.x.scalar_type());
+        at::Tensor res_t = at::from_blob(res.data(), {nk, g.L}, opt);
+        at::mm_out(res_t, at::from_blob(wk.data(), {nk, g.Kg}, opt), at::from_blob(cols.data(), {g.L, g.Kg}, opt).t());
         for (int64_t i = 0; i < nk; ++i) {
           const int64_t j = n0 + kept[i];
           scalar_t* o = O + (b * g.N + j) * g.L;
           const scalar_t bj = Bs ? Bs[j] : scalar_t(0);
-          const scalar_t* src = res.data() + i;
-          for (int64_t l = 0; l < g.L; ++l) o[l] = src[l * nk] + bj;
+          const scalar_t* src = res.data() + i * g.L;
+          for (int64_t l = 0; l < g.L; ++l) o[l] = src[l] + bj;
         }
       }
     });
