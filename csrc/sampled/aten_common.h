@@ -44,6 +44,27 @@ inline ConvGeom conv_geom(const at::Tensor& x, const at::Tensor& weight, at::Int
   return g;
 }
 
+// A linear layer as the conv geometry with H = W = kh = kw = 1: x [R, K], weight [N, K], mask [R, N].
+inline ConvGeom linear_geom(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& mask) {
+  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && weight.size(1) == x.size(1),
+              "sampled_linear: x [R, K] and weight [N, K] expected");
+  const int64_t R = x.size(0), K = x.size(1), N = weight.size(0);
+  TORCH_CHECK(mask.dim() == 2 && mask.size(0) == R && mask.size(1) == N, "mask must have shape [", R, ", ", N, "]");
+  return make_conv_geom(R, K, 1, 1, N, 1, 1, 1, 1, 0, 0, 1, 1, 1);
+}
+
+// Position-granularity mask [B, N, Ho, Wo] and channel-granularity keep [B, N] of a conv.
+inline void check_position_mask(const at::Tensor& mask, const ConvGeom& g) {
+  TORCH_CHECK(mask.dim() == 4 && mask.size(0) == g.B && mask.size(1) == g.N && mask.size(2) == g.Ho &&
+                  mask.size(3) == g.Wo,
+              "mask must have shape [", g.B, ", ", g.N, ", ", g.Ho, ", ", g.Wo, "]");
+}
+
+inline void check_channel_keep(const at::Tensor& keep, const ConvGeom& g) {
+  TORCH_CHECK(keep.dim() == 2 && keep.size(0) == g.B && keep.size(1) == g.N,
+              "keep must have shape [", g.B, ", ", g.N, "]");
+}
+
 inline at::Tensor zero_where_not(const at::Tensor& mask, const at::Tensor& t) {
   return at::where(mask, t, at::zeros({}, t.options()));
 }

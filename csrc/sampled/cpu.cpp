@@ -214,10 +214,8 @@ constexpr int64_t kRowTile = 64;  // rows (samples / output positions) per task
 at::Tensor sampled_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                               const at::Tensor& mask) {
   check_sampled_inputs(x, weight, bias, mask);
-  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && weight.size(1) == x.size(1),
-              "sampled_linear: x [R, K] and weight [N, K] expected");
-  const int64_t R = x.size(0), K = x.size(1), N = weight.size(0);
-  TORCH_CHECK(mask.dim() == 2 && mask.size(0) == R && mask.size(1) == N, "mask must have shape [", R, ", ", N, "]");
+  const ConvGeom lg = linear_geom(x, weight, mask);
+  const int64_t R = lg.B, K = lg.C, N = lg.N;
   Prepared p = prepare(x, weight, bias, mask);
   at::Tensor out = at::zeros({R, N}, p.x.options());
   if (R == 0 || N == 0) return out.to(x.scalar_type());
@@ -246,9 +244,7 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
                               at::IntArrayRef dilation, int64_t groups) {
   check_sampled_inputs(x, weight, bias, mask);
   const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
-  TORCH_CHECK(mask.dim() == 4 && mask.size(0) == g.B && mask.size(1) == g.N && mask.size(2) == g.Ho &&
-                  mask.size(3) == g.Wo,
-              "mask must have shape [", g.B, ", ", g.N, ", ", g.Ho, ", ", g.Wo, "]");
+  check_position_mask(mask, g);
   Prepared p = prepare_conv(x, weight, bias, mask);
   at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
   if (out.numel() == 0) return out.to(x.scalar_type());
@@ -290,8 +286,7 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
                               at::IntArrayRef dilation, int64_t groups) {
   check_sampled_inputs(x, weight, bias, keep);
   const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
-  TORCH_CHECK(keep.dim() == 2 && keep.size(0) == g.B && keep.size(1) == g.N,
-              "keep must have shape [", g.B, ", ", g.N, "]");
+  check_channel_keep(keep, g);
   Prepared p = prepare_conv(x, weight, bias, keep);
   at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
   if (out.numel() == 0) return out.to(x.scalar_type());

@@ -14,8 +14,36 @@ Gradients w.r.t. x, weight and bias flow only through selected outputs (the back
 unselected output gradients, then runs the dense GEMM / conv backward: the fastest correct choice on
 CPU at the keep fractions NENNI uses, see `sampled_is_faster`).
 
+Backends: reference, cpu (csrc/sampled/cpu.cpp), triton (triton_kernels/sampled.py) and cuda
+(csrc/sampled/cuda.cu). The GPU kernels are one implicit-im2col GEMM over output tiles that skips
+the reduction of tiles with nothing selected; channel granularity orders each sample's channels
+kept-first, so only the kept channels are computed.
+
 When to use the sampled kernels rather than "dense product, then blend": `sampled_is_faster`, with
 the keep-fraction thresholds measured in `benchmarks/bench_sampled.py` (constants below).
+
+CPU re-run (`python benchmarks/run.py --ops sampled --no-backward`, forward, float32, 2 threads,
+torch 2.13 CPU, commit 61f3734 + the GPU kernels; the 2-core machine was shared, load average 3.4,
+so the dense reference of identical work varied 3x between rows: read ratios, not absolutes):
+
+| case                                        | reference ms | compile(reference) ms | cpu ms | cpu x_vs_reference |
+|---------------------------------------------|--------------|-----------------------|--------|--------------------|
+| linear 512->512 b1024 keep=1%               | 11.3         | 3.2                   | 1.3    | 8.85               |
+| linear 512->512 b1024 keep=10%              | 18.6         | 24.0                  | 7.9    | 2.36               |
+| linear 512->512 b1024 keep=25%              | 31.8         | 20.7                  | 18.2   | 1.75               |
+| linear 512->512 b1024 keep=50%              | 35.9         | 40.0                  | 36.0   | 1.00               |
+| conv 256->256 8x8 3x3 b32 position keep=1%  | 72.0         | 48.0                  | 32.0   | 2.25               |
+| conv 256->256 8x8 3x3 b32 position keep=10% | 48.0         | 44.1                  | 41.6   | 1.15               |
+| conv 256->256 8x8 3x3 b32 position keep=25% | 64.6         | 71.9                  | 68.0   | 0.95               |
+| conv 256->256 8x8 3x3 b32 position keep=50% | 80.0         | 72.6                  | 100.0  | 0.80               |
+| conv 256->256 8x8 3x3 b32 channel keep=1%   | 41.8         | 36.7                  | 9.4    | 4.44               |
+| conv 256->256 8x8 3x3 b32 channel keep=10%  | 32.7         | 46.7                  | 12.1   | 2.70               |
+| conv 256->256 8x8 3x3 b32 channel keep=25%  | 47.1         | 43.1                  | 40.0   | 1.18               |
+| conv 256->256 8x8 3x3 b32 channel keep=50%  | 48.0         | 47.9                  | 56.0   | 0.86               |
+
+The conv crossings (position 10-25 %, channel 25-50 %) agree with the thresholds below; linear crossed
+later here (~50 %) but with a reference that varied 3x, which does not outweigh the quiet-machine CPU-time
+measurement the thresholds come from, so they are kept.
 """
 from __future__ import annotations
 
@@ -37,7 +65,9 @@ _Pair = Union[int, Sequence[int]]
 # dense 13.7-15.9 ms; position (sampled_conv2d) 1/10/25/50 %: 3.1/9.4/19.0/37.9 ms; channel
 # (channel_conv2d): 2.2/4.4/10.4/19.9 ms. linear 512->512, batch 1024: dense 5.5-6.3 ms; sampled
 # 0.6-1.3/2.6-3.7/5.9-7.2/10.5-12.7 ms. Thresholds = interpolated crossing, rounded down.
-# CUDA: NOT measured (no GPU in that session): conservative estimates, to be replaced by a measurement.
+# CUDA: NOT measured (no GPU in any session so far; the CUDA and Triton kernels exist, are tested under
+# the Triton interpreter / compile-checked for sm_80 and sm_90, but were never timed): conservative
+# estimates, to be replaced by `python benchmarks/run.py --ops sampled` on a GPU.
 SAMPLED_THRESHOLDS = {
     "cpu": {"linear": 0.20, "conv2d": 0.12, "channel_conv2d": 0.30},
     "cuda": {"linear": 0.10, "conv2d": 0.10, "channel_conv2d": 0.30},

@@ -9,6 +9,7 @@ from fastnoise.ops import channel_conv2d, sampled_conv2d, sampled_is_faster, sam
 from conformance import Spec, install
 
 RANDOM, ALL_TRUE, ALL_FALSE = 1, 2, 3
+BACKENDS = ("cpu", "triton", "cuda")  # every backend the sampled family implements
 
 
 def _mask(shape, mode, gen, device):
@@ -48,7 +49,7 @@ def _bad(**changes):
 
 
 LINEAR = Spec(
-    backends=("cpu",),
+    backends=BACKENDS,
     name="sampled_linear",
     fn=lambda backend, **kw: sampled_linear(kw["x"], kw["weight"], kw["bias"], kw["mask"], backend=backend),
     make=make_linear,
@@ -132,13 +133,13 @@ def _conv_bad(mask_name, mask_shape_re):
 
 
 CONV = Spec(
-    backends=("cpu",),
+    backends=BACKENDS,
     name="sampled_conv2d", fn=_conv_fn(sampled_conv2d), make=_conv_make(False), shapes=CONV_SHAPES,
     grad_inputs=("x", "weight", "bias"), op_call=_conv_op_call(torch.ops.fastnoise.sampled_conv2d.default),
     noncontig_inputs=("x", "weight", "mask"), bad_inputs=_conv_bad("mask", r"\(1, 2, 4, 4\)"),
 )
 CHANNEL = Spec(
-    backends=("cpu",),
+    backends=BACKENDS,
     name="channel_conv2d", fn=_conv_fn(channel_conv2d), make=_conv_make(True), shapes=CONV_SHAPES,
     grad_inputs=("x", "weight", "bias"), op_call=_conv_op_call(torch.ops.fastnoise.channel_conv2d.default),
     noncontig_inputs=("x", "weight", "mask"), bad_inputs=_conv_bad("keep", r"\(1, 2\)"),
@@ -149,13 +150,41 @@ install(globals(), [LINEAR, CONV, CHANNEL])
 
 # ---- beyond the harness ------------------------------------------------------------------------------
 
-CPU_BACKENDS = ["reference", "cpu"]  # the sampled family has no Triton / CUDA kernels yet
+CPU_BACKENDS = ["reference", "cpu", "triton"]
 
 
-def test_triton_is_refused_with_a_clear_error():
-    x, w = torch.randn(3, 4), torch.randn(5, 4)
-    with pytest.raises(fastnoise.BackendUnavailableError, match="has no 'triton' kernel"):
-        sampled_linear(x, w, None, torch.ones(3, 5, dtype=torch.bool), backend="triton")
+_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("backend,device", [pytest.param("cpu", "cpu", id="cpu-cpu"),
+                                            pytest.param("triton", "cpu", id="triton-cpu"),
+                                            pytest.param("cuda", "cuda", id="cuda-cuda", marks=_GPU),
+                                            pytest.param("triton", "cuda", id="triton-cuda", marks=_GPU)])
+def test_skipped_tiles_and_layouts(backend, device):
+    """Tiles with nothing selected (skipped by the GPU kernels) next to tiles with a few selected outputs;
+    more channels than one column tile; channels-last x, Wo == 1, transposed mask."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(70, 33, generator=gen)
+    w = torch.randn(75, 33, generator=gen)
+    b = torch.randn(75, generator=gen)
+    m = torch.zeros(70, 75, dtype=torch.bool)
+    m[3, 5] = m[40, 70] = m[69, 0] = m[69, 74] = True
+    d = lambda *ts: [t.to(device) for t in ts]
+    got = sampled_linear(*d(x, w, b, m), backend=backend)
+    torch.testing.assert_close(got.cpu(), torch.where(m, torch.nn.functional.linear(x, w, b), 0.0), rtol=1e-5,
+                               atol=1e-5)
+    x = torch.randn(3, 4, 5, 1, generator=gen).to(memory_format=torch.channels_last)  # output 3 x 1 (Wo = 1)
+    w = torch.randn(70, 4, 3, 1, generator=gen)
+    dense = torch.nn.functional.conv2d(x, w, b[:70])
+    keep = torch.rand(3, 70, generator=gen) < 0.3
+    keep[0] = False           # a sample with every channel dropped
+    keep[1] = False
+    keep[1, 69] = True        # one kept channel, in the second column tile of the CPU interpreter's blocks
+    mask = (torch.rand(3, 70, 1, 3, generator=gen) < 0.1).transpose(2, 3)  # non-contiguous [3, 70, 3, 1]
+    got = channel_conv2d(*d(x, w, b[:70], keep), backend=backend)
+    torch.testing.assert_close(got.cpu(), torch.where(keep[:, :, None, None], dense, 0.0), rtol=1e-5, atol=1e-5)
+    got = sampled_conv2d(*d(x, w, b[:70], mask), backend=backend)
+    torch.testing.assert_close(got.cpu(), torch.where(mask, dense, 0.0), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
