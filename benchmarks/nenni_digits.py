@@ -116,7 +116,7 @@ def main(argv=None):
                "rel_error_int4": err_q, "recall_int4": rec_q}
         if k is None:
             try:
-                nenni.distill(m, train_loader, epochs=0, finetune_epochs=1, quantize=True, progress=False)
+                nenni.distill(m, train_loader, epochs=0, finetune_epochs=1, finetune_approx=False, progress=False)
                 nenni.set_nenni_mode(m, "dense")
                 run["accuracy_dense"] = accuracy(m, xte, yte)
                 nenni.set_nenni_mode(m, "noisy")
