@@ -288,7 +288,7 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
   const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
   check_channel_keep(keep, g);
   Prepared p = prepare_conv(x, weight, bias, keep);
-  at::Tensor out = at::zeros({g.B, g.N, g.Ho, g.Wo}, p.x.options());
+  at::Tensor out = at::empty({g.B, g.N, g.Ho, g.Wo}, p.x.options());  // dropped planes zeroed below
   if (out.numel() == 0) return out.to(x.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "channel_conv2d_cpu", [&] {
     const scalar_t* X = p.x.data_ptr<scalar_t>();
@@ -302,8 +302,10 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t grp = t % g.groups, b = t / g.groups, n0 = grp * g.Ng;
         kept.clear();
-        for (int64_t j = 0; j < g.Ng; ++j)
+        for (int64_t j = 0; j < g.Ng; ++j) {
           if (Kp[b * g.N + n0 + j]) kept.push_back(j);
+          else std::fill_n(O + (b * g.N + n0 + j) * g.L, g.L, scalar_t(0));
+        }
         const int64_t nk = static_cast<int64_t>(kept.size());
         if (nk == 0) continue;
         im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), g.Kg);  // [L, Kg]
