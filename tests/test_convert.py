@@ -192,3 +192,15 @@ def test_essential_gradients_detach_the_approximation_only():
     with pytest.raises(ValueError, match="no NENNI layers"):
         with nenni.essential_gradients(torch.nn.Linear(2, 2)):
             pass
+
+
+def test_nenni_models_are_deterministic_for_the_harness():
+    from fastnoise.nn import GaussianNoise
+    from fastnoise.nn._mode import is_randomized
+    torch.manual_seed(0)
+    model = fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=8).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # z~ - z depends on x only
+    assert not is_randomized(model)
+    assert is_randomized(torch.nn.Sequential(GaussianNoise(0.1), model))

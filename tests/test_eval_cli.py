@@ -68,12 +68,15 @@ def test_demo_smoke(tmp_path, capsys):
     """The whole demo pipeline at toy size (the full run is `make demo`, measured in the report)."""
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--epochs", "1", "--eot", "2", "--draws", "2", "--max-samples", "48",
-               "--expensive-samples", "8", "--no-bench"])
+               "--expensive-samples", "8", "--no-bench", "--distill-epochs", "1", "--finetune-epochs", "1"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| autoattack_rand |" in text and "(subsampled)" in text and "Sanity check" in text
     res = json.loads((out / "results.json").read_text())
-    assert res["settings"]["randomized"] and res["settings"]["defense"]["method"] in ("rse", "nenni")
+    method = res["settings"]["defense"]["method"]
+    assert method in ("rse", "nenni")
+    # RSE draws fresh noise per call; NENNI's approximation error is a deterministic function of x
+    assert res["settings"]["randomized"] == (method == "rse")
     assert {r["attack"] for r in res["rows"]} == {"pgd20", "fgsm", "autoattack_rand"}
-    for f in ("results.md", "accuracy_vs_eps.png", "accuracy_vs_eot.png", "timing.json"):
+    for f in ("results.md", "accuracy_vs_eps.png", "timing.json") + (("accuracy_vs_eot.png",) if method == "rse" else ()):
         assert (out / f).exists()

@@ -22,6 +22,9 @@ class NoiseModule(torch.nn.Module):
     """Base class of every layer that injects randomness; see the module docstring for the modes."""
 
     noise_mode: str = "on"
+    #: False for layers whose "noise" is a deterministic function of the input (NENNI's approximation
+    #: error): the evaluation harness then treats the model as deterministic (no EOT, one draw)
+    stochastic: bool = True
 
     def set_noise_mode(self, mode: str) -> "NoiseModule":
         if mode not in NOISE_MODES:
@@ -59,5 +62,5 @@ def noise_mode(model: torch.nn.Module, mode: str) -> Iterator[torch.nn.Module]:
 
 
 def is_randomized(model: torch.nn.Module) -> bool:
-    """True when `model` holds a NoiseModule whose noise is active in eval mode."""
-    return any(m.noise_mode == "on" for m in noise_modules(model))
+    """True when `model` holds a stochastic NoiseModule whose noise is active in eval mode."""
+    return any(m.stochastic and m.noise_mode == "on" for m in noise_modules(model))

@@ -99,7 +99,8 @@ class NENNILayer(NoiseModule):
     """Shared machinery of `NENNILinear` and `NENNIConv2d` (see the module docstring)."""
 
     _kind = "?"
-    _channel_dim = -1  # where the neurons of one decision live (rows of the mask)
+    _channel_dim = -1
+    stochastic = False  # z~ - z is a deterministic function of x: no EOT needed (module docstring)  # where the neurons of one decision live (rows of the mask)
 
     # --- construction ------------------------------------------------------------------------
 
