@@ -11,6 +11,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -192,6 +194,223 @@ void rows_kernel(const T* in, int64_t N, int64_t n, const SignLists& lists, int6
   });
 }
 
+// ---- conv projection, lane kernel: one vector = the same pixel of kVW units (unit = image, group) ----
+// Xp[ub][c][Hp][Wp][lane] = channel c (of its group) of unit ub*kVW + lane, zero-padded (Hp = H + 2ph,
+// Wp = W + 2pw; lanes past the last unit are 0). Every tap (c, i, j) of every output position is then
+// one aligned vector at base(oh, ow) + off(c, i, j), so padding, stride and dilation need no branches.
+
+// Lists per (channel block cblk, row p): off(c, i, j) = (c*Hp*Wp + i*dh*Wp + j*dw) * kVW of the taps of
+// block cblk with P[p, c*kk + i*kw + j] = +1 (range 2r), then -1 (range 2r+1); r = cblk * k + p.
+struct LaneLists {
+  std::vector<int32_t> idx;
+  std::vector<int64_t> start{0};
+};
+
+LaneLists lane_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kh, int64_t kw, int64_t dh,
+                     int64_t dw, int64_t Hp, int64_t Wp, int64_t vw, int64_t cb) {
+  const uint32_t* P = packed_words(packed);
+  const int64_t kk = kh * kw, d = cg * kk, W = ternary_words(d);
+  std::vector<int64_t> tap(static_cast<size_t>(kk));  // (i*dh*Wp + j*dw) * vw
+  for (int64_t ij = 0; ij < kk; ++ij) tap[ij] = ((ij / kw) * dh * Wp + (ij % kw) * dw) * vw;
+  LaneLists l;
+  l.idx.reserve(static_cast<size_t>(k * d * 2 / 5 + 16));
+  for (int64_t c0 = 0; c0 < cg; c0 += cb) {
+    const int64_t q0 = c0 * kk, q1 = std::min(cg, c0 + cb) * kk;  // entries [q0, q1) of each row
+    for (int64_t p = 0; p < k; ++p) {
+      for (int plane = 0; plane < 2; ++plane) {  // plane 0: +1 bits, plane 1: -1 bits
+        const uint32_t* row = P + (plane * k + p) * W;
+        for (int64_t w = q0 >> 5; w <= (q1 - 1) >> 5; ++w) {
+          uint32_t m = row[w];
+          if (w == q0 >> 5) m &= ~0u << (q0 & 31);
+          if (w == (q1 - 1) >> 5 && (q1 & 31)) m &= ~0u >> (32 - (q1 & 31));
+          for (; m; m &= m - 1) {
+            const int64_t q = w * 32 + __builtin_ctz(m), c = q / kk;
+            l.idx.push_back(static_cast<int32_t>(c * Hp * Wp * vw + tap[q % kk]));
+          }
+        }
+        l.start.push_back(static_cast<int64_t>(l.idx.size()));
+      }
+    }
+  }
+  return l;
+}
+
+// acc[e] (NV vectors, in memory; 0 if init) += sum_{plus} base[o + e*step] - sum_{minus} base[o + e*step];
+// two entries per step. NV <= 8 accumulators stay in registers.
+template <typename T, int NV, bool Unit>
+inline void lane_sum(bool init, const T* base, int64_t step_, const int32_t* pl, int64_t np, const int32_t* mi,
+                     int64_t nm, T* acc_io) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = kVW<T>;
+  const int64_t step = Unit ? VW : step_;  // stride 1: constant displacements
+  V acc[NV];
+#pragma GCC unroll 8
+  for (int e = 0; e < NV; ++e) acc[e] = init ? V{} : vload(acc_io + e * VW);
+  int64_t i = 0;
+  for (; i + 2 <= np; i += 2) {
+    const T *a = base + pl[i], *b = base + pl[i + 1];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step) + vload(b + e * step);
+  }
+  if (i < np) {
+    const T* a = base + pl[i];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step);
+  }
+  for (i = 0; i + 2 <= nm; i += 2) {
+    const T *a = base + mi[i], *b = base + mi[i + 1];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step) + vload(b + e * step);
+  }
+  if (i < nm) {
+    const T* a = base + mi[i];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step);
+  }
+#pragma GCC unroll 8
+  for (int e = 0; e < NV; ++e) *reinterpret_cast<V*>(acc_io + e * VW) = acc[e];
+}
+
+constexpr int kLanePos = 8;
+// fewer units than this: the per-unit kernel below (lanes would be mostly empty)
+template <typename T>
+constexpr int64_t kLaneMinUnits = kVW<T> / 2;  // output positions (along a row) per register block
+
+template <typename T, bool Unit>
+inline void lane_sum_n(int n, bool init, const T* base, int64_t step, const int32_t* pl, int64_t np,
+                       const int32_t* mi, int64_t nm, T* acc_io) {
+  switch (n) {
+    case 8: lane_sum<T, 8, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 7: lane_sum<T, 7, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 6: lane_sum<T, 6, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 5: lane_sum<T, 5, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 4: lane_sum<T, 4, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 3: lane_sum<T, 3, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 2: lane_sum<T, 2, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    default: lane_sum<T, 1, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+  }
+}
+
+// In-register transpose of kVW x kVW (vector-extension shuffles): stage S swaps the off-diagonal S x S
+// blocks of every 2S x 2S block; stages S = kVW/2 .. 1 transpose the whole block.
+template <typename V, int N, int S, int... I>
+inline void swap_blocks(V& a, V& b, std::integer_sequence<int, I...>) {
+  const V lo = __builtin_shufflevector(a, b, ((I & S) ? N + I - S : I)...);
+  const V hi = __builtin_shufflevector(a, b, ((I & S) ? N + I : I + S)...);
+  a = lo;
+  b = hi;
+}
+
+template <typename T, int S>
+inline void transpose_stage(typename Vec<T>::type* r) {
+  constexpr int N = kVW<T>;
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i)
+    if (!(i & S)) swap_blocks<typename Vec<T>::type, N, S>(r[i], r[i + S], std::make_integer_sequence<int, N>{});
+  if constexpr (S > 1) transpose_stage<T, S / 2>(r);
+}
+
+// y [U*k, Ho, Wo] (U = B*groups units, unit u = x[u*cg .. u*cg + cg) of x viewed as [U*cg, H, W]).
+// Phase 1 (parallel over (unit block, channel)): transpose x into Xp. Phase 2 (parallel over (unit block,
+// output row oh)): for each chunk of <= kLanePos output columns, for each channel block (its Xp slab stays
+// in L1), for each row p of P: Yl[ub][p][oh][chunk][lane] += the block's taps (lane_sum). Phase 3 (parallel
+// over (unit block, VW positions)): y[u] = scale * Yl[ub][..][lane], transposed back in registers.
+template <typename T>
+void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const at::Tensor& packed, int64_t k,
+                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                int64_t Ho, int64_t Wo, T scale, T* Y) {
+  constexpr int VW = kVW<T>;
+  const int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, HW = H * Wd, L = Ho * Wo;
+  const int64_t plane = Hp * Wp * VW, nub = (U + VW - 1) / VW;
+  TORCH_CHECK(cg * plane <= INT32_MAX, "ternary_conv_project: input planes too large for the CPU kernel");
+  // channel block: its slab for one chunk (kh rows x the chunk's input columns) fits in ~24 KiB of L1
+  const int64_t span = ((kLanePos - 1) * sw + (kw - 1) * dw + 1) * kh;
+  const int64_t cb = std::max<int64_t>(1, 24576 / (span * VW * static_cast<int64_t>(sizeof(T))));
+  const int64_t nblk = (cg + cb - 1) / cb;
+  const LaneLists lists = lane_lists(packed, k, cg, kh, kw, dh, dw, Hp, Wp, VW, cb);
+  std::unique_ptr<T[]> xp_buf(new T[static_cast<size_t>(nub * cg * plane)]);  // uninitialized
+  T* Xp = xp_buf.get();
+  at::parallel_for(0, nub * cg, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {  // t = ub * cg + c
+      const int64_t ub = t / cg, c = t % cg;
+      T* dst = Xp + t * plane;
+      std::fill(dst, dst + ph * Wp * VW, T(0));
+      std::fill(dst + (ph + H) * Wp * VW, dst + plane, T(0));
+      for (int64_t h = 0; h < H; ++h) {
+        T* r = dst + (h + ph) * Wp * VW;
+        std::fill(r, r + pw * VW, T(0));
+        std::fill(r + (pw + Wd) * VW, r + Wp * VW, T(0));
+      }
+      // interior: tiles of VW positions of the plane, transposed in registers (lanes past U read as 0)
+      using V = typename Vec<T>::type;
+      const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
+      const T* src = X + (ub * VW * cg + c) * HW;  // lane l at src + l * cg * HW
+      int64_t hw = 0, h = 0, w = 0;               // (h, w) of position hw
+      for (; hw + VW <= HW; hw += VW) {
+        V r[VW];
+#pragma GCC unroll 16
+        for (int64_t l = 0; l < VW; ++l) r[l] = l < nl ? vload(src + l * cg * HW + hw) : V{};
+        transpose_stage<T, VW / 2>(r);  // r[j] = position hw + j of every lane
+#pragma GCC unroll 16
+        for (int64_t j = 0; j < VW; ++j) {
+          *reinterpret_cast<V*>(dst + ((h + ph) * Wp + w + pw) * VW) = r[j];
+          if (++w == Wd) w = 0, ++h;
+        }
+      }
+      for (; hw < HW; ++hw) {
+        T* o = dst + ((h + ph) * Wp + w + pw) * VW;
+        for (int64_t l = 0; l < VW; ++l) o[l] = l < nl ? src[l * cg * HW + hw] : T(0);
+        if (++w == Wd) w = 0, ++h;
+      }
+    }
+  });
+  const int32_t* idx = lists.idx.data();
+  const int64_t* st = lists.start.data();
+  std::unique_ptr<T[]> yl_buf(new T[static_cast<size_t>(nub * k * L * VW)]);  // Yl[ub][p][oh][ow][lane]
+  T* Yl = yl_buf.get();
+  at::parallel_for(0, nub * Ho, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {  // t = ub * Ho + oh
+      const int64_t ub = t / Ho, oh = t % Ho;
+      const T* xrow = Xp + ub * cg * plane + oh * sh * Wp * VW;
+      T* yrow = Yl + (ub * k * L + oh * Wo) * VW;  // + (p * L + ow) * VW
+      for (int64_t ow0 = 0; ow0 < Wo; ow0 += kLanePos) {
+        const int n = static_cast<int>(std::min<int64_t>(kLanePos, Wo - ow0));
+        const T* base = xrow + ow0 * sw * VW;
+        for (int64_t blk = 0; blk < nblk; ++blk) {
+          for (int64_t p = 0; p < k; ++p) {
+            const int64_t r = blk * k + p, s0 = st[2 * r], s1 = st[2 * r + 1], s2 = st[2 * r + 2];
+            T* acc = yrow + (p * L + ow0) * VW;
+            if (sw == 1)
+              lane_sum_n<T, true>(n, blk == 0, base, VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+            else
+              lane_sum_n<T, false>(n, blk == 0, base, sw * VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+          }
+        }
+      }
+    }
+  });
+  const int64_t kL = k * L, ntile = (kL + VW - 1) / VW;
+  at::parallel_for(0, nub * ntile, 16, [&](int64_t t0, int64_t t1) {
+    using V = typename Vec<T>::type;
+    for (int64_t t = t0; t < t1; ++t) {  // t = ub * ntile + tile
+      const int64_t ub = t / ntile, f0 = (t % ntile) * VW, nf = std::min<int64_t>(VW, kL - f0);
+      const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
+      const T* src = Yl + (ub * kL + f0) * VW;
+      T* dst = Y + ub * VW * kL + f0;  // lane l at dst + l * kL
+      V r[VW];
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < VW; ++j) r[j] = j < nf ? vload(src + j * VW) * scale : V{};
+      transpose_stage<T, VW / 2>(r);  // r[l] = positions f0 .. f0 + VW of lane l
+      if (nf == VW) {
+        for (int64_t l = 0; l < nl; ++l) *reinterpret_cast<V*>(dst + l * kL) = r[l];
+      } else {
+        for (int64_t l = 0; l < nl; ++l)
+          for (int64_t j = 0; j < nf; ++j) dst[l * kL + j] = r[l][j];
+      }
+    }
+  });
+}
+
 template <typename F>
 at::Tensor run_float(const at::Tensor& x, F f) {
   const at::Tensor xc = x.to(compute_type(x)).contiguous();
@@ -260,6 +479,11 @@ at::Tensor ternary_conv_project_cpu(const at::Tensor& x, const at::Tensor& packe
     using T = decltype(zero);
     at::Tensor y = at::empty({B, groups * k, Ho, Wo}, xc.options());
     const int64_t HW = H * Wd, L = Ho * Wo;
+    if (B * groups >= kLaneMinUnits<T>) {
+      conv_lanes<T>(xc.data_ptr<T>(), B * groups, cg, H, Wd, pc, k, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo,
+                    static_cast<T>(scale), y.data_ptr<T>());
+      return y;
+    }
     // Channel blocks of ~24 KiB of input planes: the planes of a block stay in L1 while all k rows of
     // P read them; the per-block sums are shifted into the outputs (shifting is linear).
     const int64_t cb = std::max<int64_t>(32, 24576 / std::max<int64_t>(1, HW * static_cast<int64_t>(sizeof(T))));

@@ -160,6 +160,12 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend."""
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
+    if conv and int4:
+        # fold the scales into the [n, k] weights and the bias (tiny, per call; no cache): one GEMM and one
+        # bias pass over z instead of GEMM, scale pass and bias pass
+        wf = wf * w_scale.to(y.dtype)[:, None]
+        b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
+        int4 = False
     if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
         bsz, _, ho, wo = y.shape
         n, k = w.shape
