@@ -4,9 +4,13 @@
 // multiplication by `scale`. The inner loop `signed_sum` adds whole contiguous vectors:
 //   ternary_project     rows blocked by kRows and transposed, so entry q of P adds row q of the block
 //   ternary_project_t   the same with the transposed lists (entry p of column q)
-//   ternary_conv_project per (image, group, output row p of P) and kernel offset (i, j): the channel planes
-//                        x[c] with P[p, c, i, j] = +1 (-1) are added (subtracted) into one plane, which is
-//                        then added, shifted by (i, j) with stride / padding / dilation, into the output.
+//   ternary_conv_project >= kLaneMinUnits (image, group) units: `conv_lanes`, one vector = the same pixel of
+//                        kVW units (input transposed and zero-padded once), register-blocked over kLanePos
+//                        output columns, so every tap is one aligned vector add (`lane_sum`).
+//                        Fewer units: per (unit, output row p of P) and kernel offset (i, j): the channel
+//                        planes x[c] with P[p, c, i, j] = +1 (-1) are added (subtracted) into one plane,
+//                        which is then added, shifted by (i, j) with stride / padding / dilation, into the
+//                        output.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -479,7 +483,7 @@ at::Tensor ternary_conv_project_cpu(const at::Tensor& x, const at::Tensor& packe
     using T = decltype(zero);
     at::Tensor y = at::empty({B, groups * k, Ho, Wo}, xc.options());
     const int64_t HW = H * Wd, L = Ho * Wo;
-    if (B * groups >= kLaneMinUnits<T>) {
+    if (B * groups >= kLaneMinUnits<T>) {  // enough units to fill (half) a vector: batch lanes
       conv_lanes<T>(xc.data_ptr<T>(), B * groups, cg, H, Wd, pc, k, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo,
                     static_cast<T>(scale), y.data_ptr<T>());
       return y;
