@@ -203,15 +203,16 @@ void rows_kernel(const T* in, int64_t N, int64_t n, const SignLists& lists, int6
 // Wp = W + 2pw; lanes past the last unit are 0). Every tap (c, i, j) of every output position is then
 // one aligned vector at base(oh, ow) + off(c, i, j), so padding, stride and dilation need no branches.
 
-// Lists per (channel block cblk, row p): off(c, i, j) = (c*Hp*Wp + i*dh*Wp + j*dw) * kVW of the taps of
-// block cblk with P[p, c*kk + i*kw + j] = +1 (range 2r), then -1 (range 2r+1); r = cblk * k + p.
+// Lists per (channel block cblk, row p): off(c, i, j) = ((c % cc)*Hp*Wp + i*dh*Wp + j*dw) * kVW of the taps
+// of block cblk with P[p, c*kk + i*kw + j] = +1 (range 2r), then -1 (range 2r+1); r = cblk * k + p. Channel
+// blocks of cb channels; Xp holds one chunk of cc channels (a multiple of cb) at a time.
 struct LaneLists {
   std::vector<int32_t> idx;
   std::vector<int64_t> start{0};
 };
 
 LaneLists lane_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kh, int64_t kw, int64_t dh,
-                     int64_t dw, int64_t Hp, int64_t Wp, int64_t vw, int64_t cb) {
+                     int64_t dw, int64_t Hp, int64_t Wp, int64_t vw, int64_t cb, int64_t cc) {
   const uint32_t* P = packed_words(packed);
   const int64_t kk = kh * kw, d = cg * kk, W = ternary_words(d);
   std::vector<int64_t> tap(static_cast<size_t>(kk));  // (i*dh*Wp + j*dw) * vw
@@ -229,7 +230,7 @@ LaneLists lane_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kh
           if (w == (q1 - 1) >> 5 && (q1 & 31)) m &= ~0u >> (32 - (q1 & 31));
           for (; m; m &= m - 1) {
             const int64_t q = w * 32 + __builtin_ctz(m), c = q / kk;
-            l.idx.push_back(static_cast<int32_t>(c * Hp * Wp * vw + tap[q % kk]));
+            l.idx.push_back(static_cast<int32_t>((c % cc) * Hp * Wp * vw + tap[q % kk]));
           }
         }
         l.start.push_back(static_cast<int64_t>(l.idx.size()));
@@ -275,10 +276,11 @@ inline void lane_sum(bool init, const T* base, int64_t step_, const int32_t* pl,
   for (int e = 0; e < NV; ++e) *reinterpret_cast<V*>(acc_io + e * VW) = acc[e];
 }
 
-constexpr int kLanePos = 8;
+constexpr int kLanePos = 8;  // output positions (along a row) per register block
+constexpr int64_t kLaneChunk = 655360;  // bytes of transposed input planes per task (with Yl: in L2)
 // fewer units than this: the per-unit kernel below (lanes would be mostly empty)
 template <typename T>
-constexpr int64_t kLaneMinUnits = kVW<T> / 2;  // output positions (along a row) per register block
+constexpr int64_t kLaneMinUnits = kVW<T> / 2;
 
 template <typename T, bool Unit>
 inline void lane_sum_n(int n, bool init, const T* base, int64_t step, const int32_t* pl, int64_t np,
@@ -315,101 +317,106 @@ inline void transpose_stage(typename Vec<T>::type* r) {
 }
 
 // y [U*k, Ho, Wo] (U = B*groups units, unit u = x[u*cg .. u*cg + cg) of x viewed as [U*cg, H, W]).
-// Phase 1 (parallel over (unit block, channel)): transpose x into Xp. Phase 2 (parallel over (unit block,
-// output row oh)): for each chunk of <= kLanePos output columns, for each channel block (its Xp slab stays
-// in L1), for each row p of P: Yl[ub][p][oh][chunk][lane] += the block's taps (lane_sum). Phase 3 (parallel
-// over (unit block, VW positions)): y[u] = scale * Yl[ub][..][lane], transposed back in registers.
+// Parallel over (unit block ub, range of rows p) tasks (more than one range only when there are fewer unit
+// blocks than threads), each with a working set in L2: for each chunk of cc channels: transpose it into Xp
+// (<= kLaneChunk bytes); for each output row oh, chunk of <= kLanePos output columns, channel block of cb
+// channels (its Xp slab stays in L1), row p: Yl[p][oh][chunk][lane] += the block's taps (lane_sum). Then
+// y[u, p] = scale * Yl[p][..][lane], transposed back in registers.
 template <typename T>
 void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const at::Tensor& packed, int64_t k,
                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                 int64_t Ho, int64_t Wo, T scale, T* Y) {
+  using V = typename Vec<T>::type;
   constexpr int VW = kVW<T>;
-  const int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, HW = H * Wd, L = Ho * Wo;
+  const int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, HW = H * Wd, L = Ho * Wo, kL = k * L;
   const int64_t plane = Hp * Wp * VW, nub = (U + VW - 1) / VW;
-  TORCH_CHECK(cg * plane <= INT32_MAX, "ternary_conv_project: input planes too large for the CPU kernel");
-  // channel block: its slab for one chunk (kh rows x the chunk's input columns) fits in ~24 KiB of L1
+  const int64_t tsz = static_cast<int64_t>(sizeof(T));
+  // channel block: its slab for one column chunk (kh rows x the chunk's input columns) fits in ~24 KiB of L1
   const int64_t span = ((kLanePos - 1) * sw + (kw - 1) * dw + 1) * kh;
-  const int64_t cb = std::max<int64_t>(1, 24576 / (span * VW * static_cast<int64_t>(sizeof(T))));
-  const int64_t nblk = (cg + cb - 1) / cb;
-  const LaneLists lists = lane_lists(packed, k, cg, kh, kw, dh, dw, Hp, Wp, VW, cb);
-  std::unique_ptr<T[]> xp_buf(new T[static_cast<size_t>(nub * cg * plane)]);  // uninitialized
-  T* Xp = xp_buf.get();
-  at::parallel_for(0, nub * cg, 4, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {  // t = ub * cg + c
-      const int64_t ub = t / cg, c = t % cg;
-      T* dst = Xp + t * plane;
-      std::fill(dst, dst + ph * Wp * VW, T(0));
-      std::fill(dst + (ph + H) * Wp * VW, dst + plane, T(0));
-      for (int64_t h = 0; h < H; ++h) {
-        T* r = dst + (h + ph) * Wp * VW;
-        std::fill(r, r + pw * VW, T(0));
-        std::fill(r + (pw + Wd) * VW, r + Wp * VW, T(0));
-      }
-      // interior: tiles of VW positions of the plane, transposed in registers (lanes past U read as 0)
-      using V = typename Vec<T>::type;
-      const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
-      const T* src = X + (ub * VW * cg + c) * HW;  // lane l at src + l * cg * HW
-      int64_t hw = 0, h = 0, w = 0;               // (h, w) of position hw
-      for (; hw + VW <= HW; hw += VW) {
-        V r[VW];
+  const int64_t cb = std::min(cg, std::max<int64_t>(1, 24576 / (span * VW * tsz)));
+  // channel chunk: whole channel blocks
+  const int64_t cc = std::min(cg, std::max<int64_t>(1, kLaneChunk / (plane * tsz * cb)) * cb);
+  TORCH_CHECK(cc * plane <= INT32_MAX, "ternary_conv_project: input planes too large for the CPU kernel");
+  const LaneLists lists = lane_lists(packed, k, cg, kh, kw, dh, dw, Hp, Wp, VW, cb, cc);
+  const int32_t* idx = lists.idx.data();
+  const int64_t* st = lists.start.data();
+  const int64_t nth = at::get_num_threads();
+  const int64_t psplit = std::min<int64_t>(k, (nth + nub - 1) / nub), prange = (k + psplit - 1) / psplit;
+
+  // channel c of unit block ub, transposed and zero-padded into dst (lanes past U are 0)
+  auto put = [&](int64_t ub, int64_t c, T* dst) {
+    std::fill(dst, dst + ph * Wp * VW, T(0));
+    std::fill(dst + (ph + H) * Wp * VW, dst + plane, T(0));
+    for (int64_t h = 0; h < H; ++h) {
+      T* r = dst + (h + ph) * Wp * VW;
+      std::fill(r, r + pw * VW, T(0));
+      std::fill(r + (pw + Wd) * VW, r + Wp * VW, T(0));
+    }
+    const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
+    const T* src = X + (ub * VW * cg + c) * HW;  // lane l at src + l * cg * HW
+    int64_t hw = 0, h = 0, w = 0;               // (h, w) of position hw
+    for (; hw + VW <= HW; hw += VW) {           // tiles of VW positions, transposed in registers
+      V r[VW];
 #pragma GCC unroll 16
-        for (int64_t l = 0; l < VW; ++l) r[l] = l < nl ? vload(src + l * cg * HW + hw) : V{};
-        transpose_stage<T, VW / 2>(r);  // r[j] = position hw + j of every lane
+      for (int64_t l = 0; l < VW; ++l) r[l] = l < nl ? vload(src + l * cg * HW + hw) : V{};
+      transpose_stage<T, VW / 2>(r);  // r[j] = position hw + j of every lane
 #pragma GCC unroll 16
-        for (int64_t j = 0; j < VW; ++j) {
-          *reinterpret_cast<V*>(dst + ((h + ph) * Wp + w + pw) * VW) = r[j];
-          if (++w == Wd) w = 0, ++h;
-        }
-      }
-      for (; hw < HW; ++hw) {
-        T* o = dst + ((h + ph) * Wp + w + pw) * VW;
-        for (int64_t l = 0; l < VW; ++l) o[l] = l < nl ? src[l * cg * HW + hw] : T(0);
+      for (int64_t j = 0; j < VW; ++j) {
+        *reinterpret_cast<V*>(dst + ((h + ph) * Wp + w + pw) * VW) = r[j];
         if (++w == Wd) w = 0, ++h;
       }
     }
-  });
-  const int32_t* idx = lists.idx.data();
-  const int64_t* st = lists.start.data();
-  std::unique_ptr<T[]> yl_buf(new T[static_cast<size_t>(nub * k * L * VW)]);  // Yl[ub][p][oh][ow][lane]
-  T* Yl = yl_buf.get();
-  at::parallel_for(0, nub * Ho, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {  // t = ub * Ho + oh
-      const int64_t ub = t / Ho, oh = t % Ho;
-      const T* xrow = Xp + ub * cg * plane + oh * sh * Wp * VW;
-      T* yrow = Yl + (ub * k * L + oh * Wo) * VW;  // + (p * L + ow) * VW
-      for (int64_t ow0 = 0; ow0 < Wo; ow0 += kLanePos) {
-        const int n = static_cast<int>(std::min<int64_t>(kLanePos, Wo - ow0));
-        const T* base = xrow + ow0 * sw * VW;
-        for (int64_t blk = 0; blk < nblk; ++blk) {
-          for (int64_t p = 0; p < k; ++p) {
-            const int64_t r = blk * k + p, s0 = st[2 * r], s1 = st[2 * r + 1], s2 = st[2 * r + 2];
-            T* acc = yrow + (p * L + ow0) * VW;
-            if (sw == 1)
-              lane_sum_n<T, true>(n, blk == 0, base, VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
-            else
-              lane_sum_n<T, false>(n, blk == 0, base, sw * VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+    for (; hw < HW; ++hw) {
+      T* o = dst + ((h + ph) * Wp + w + pw) * VW;
+      for (int64_t l = 0; l < VW; ++l) o[l] = l < nl ? src[l * cg * HW + hw] : T(0);
+      if (++w == Wd) w = 0, ++h;
+    }
+  };
+
+  at::parallel_for(0, nub * psplit, 1, [&](int64_t t0, int64_t t1) {
+    std::unique_ptr<T[]> xp(new T[static_cast<size_t>(cc * plane)]);      // Xp[c % cc][Hp][Wp][lane]
+    std::unique_ptr<T[]> yl(new T[static_cast<size_t>(prange * L * VW)]);  // Yl[p - p0][oh][ow][lane]
+    for (int64_t t = t0; t < t1; ++t) {  // t = ub * psplit + range
+      const int64_t ub = t / psplit, p0 = (t % psplit) * prange, p1 = std::min(k, p0 + prange);
+      if (p0 >= p1) continue;
+      for (int64_t c0 = 0; c0 < cg; c0 += cc) {
+        const int64_t c1 = std::min(cg, c0 + cc);
+        for (int64_t c = c0; c < c1; ++c) put(ub, c, xp.get() + (c - c0) * plane);
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          const T* xrow = xp.get() + oh * sh * Wp * VW;
+          for (int64_t ow0 = 0; ow0 < Wo; ow0 += kLanePos) {
+            const int n = static_cast<int>(std::min<int64_t>(kLanePos, Wo - ow0));
+            const T* base = xrow + ow0 * sw * VW;
+            for (int64_t blk = c0 / cb; blk < (c1 + cb - 1) / cb; ++blk) {
+              const bool init = blk == 0;
+              for (int64_t p = p0; p < p1; ++p) {
+                const int64_t r = blk * k + p, s0 = st[2 * r], s1 = st[2 * r + 1], s2 = st[2 * r + 2];
+                T* acc = yl.get() + ((p - p0) * L + oh * Wo + ow0) * VW;
+                if (sw == 1)
+                  lane_sum_n<T, true>(n, init, base, VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+                else
+                  lane_sum_n<T, false>(n, init, base, sw * VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+              }
+            }
           }
         }
       }
-    }
-  });
-  const int64_t kL = k * L, ntile = (kL + VW - 1) / VW;
-  at::parallel_for(0, nub * ntile, 16, [&](int64_t t0, int64_t t1) {
-    using V = typename Vec<T>::type;
-    for (int64_t t = t0; t < t1; ++t) {  // t = ub * ntile + tile
-      const int64_t ub = t / ntile, f0 = (t % ntile) * VW, nf = std::min<int64_t>(VW, kL - f0);
-      const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
-      const T* src = Yl + (ub * kL + f0) * VW;
-      T* dst = Y + ub * VW * kL + f0;  // lane l at dst + l * kL
-      V r[VW];
+      // y[u, p0..p1) = scale * Yl, tiles of VW positions transposed in registers
+      const int64_t nl = std::min<int64_t>(VW, U - ub * VW), nf_all = (p1 - p0) * L;
+      for (int64_t f0 = 0; f0 < nf_all; f0 += VW) {
+        const int64_t nf = std::min<int64_t>(VW, nf_all - f0);
+        const T* src = yl.get() + f0 * VW;
+        T* dst = Y + ub * VW * kL + p0 * L + f0;  // lane l at dst + l * kL
+        V r[VW];
 #pragma GCC unroll 16
-      for (int64_t j = 0; j < VW; ++j) r[j] = j < nf ? vload(src + j * VW) * scale : V{};
-      transpose_stage<T, VW / 2>(r);  // r[l] = positions f0 .. f0 + VW of lane l
-      if (nf == VW) {
-        for (int64_t l = 0; l < nl; ++l) *reinterpret_cast<V*>(dst + l * kL) = r[l];
-      } else {
-        for (int64_t l = 0; l < nl; ++l)
-          for (int64_t j = 0; j < nf; ++j) dst[l * kL + j] = r[l][j];
+        for (int64_t j = 0; j < VW; ++j) r[j] = j < nf ? vload(src + j * VW) * scale : V{};
+        transpose_stage<T, VW / 2>(r);  // r[l] = positions f0 .. f0 + VW of lane l
+        if (nf == VW) {
+          for (int64_t l = 0; l < nl; ++l) *reinterpret_cast<V*>(dst + l * kL) = r[l];
+        } else {
+          for (int64_t l = 0; l < nl; ++l)
+            for (int64_t j = 0; j < nf; ++j) dst[l * kL + j] = r[l][j];
+        }
       }
     }
   });

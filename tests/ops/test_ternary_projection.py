@@ -366,8 +366,9 @@ def test_cpu_conv_independent_of_thread_count(batch):
 
 # The CPU conv kernel vectorizes across (image, group) units once there are >= 8 of them (float32; >= 4 in
 # float64); the conformance shapes above are smaller, so these configurations check that path: partial
-# last block (19, 9, 13 units), stride, padding, dilation, groups, 1x1, output rows wider than one
-# register block (W = 20), non-contiguous input.
+# last block (19, 9, 13 units), fewer unit blocks than threads (rows of P split), stride, padding,
+# dilation, groups, 1x1, output rows wider than one register block (W = 20), channels in several chunks
+# (32x32 planes), non-contiguous input.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape,k,conv", [
     ((16, 8, 8, 8), 16, dict(kernel_size=3, padding=1)),
@@ -376,6 +377,7 @@ def test_cpu_conv_independent_of_thread_count(batch):
     ((8, 3, 13, 20), 7, dict(kernel_size=3, padding=2, dilation=2)),
     ((13, 6, 5, 5), 4, dict(kernel_size=1, groups=3)),
     ((33, 5, 4, 11), 9, dict(kernel_size=(3, 2), stride=(2, 3), padding=(0, 1))),
+    ((16, 20, 32, 32), 6, dict(kernel_size=3, padding=1)),  # large planes: several channel chunks per task
 ])
 def test_cpu_conv_lanes_match_reference(dtype, shape, k, conv):
     gen = torch.Generator().manual_seed(11)
