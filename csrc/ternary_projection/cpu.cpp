@@ -199,9 +199,10 @@ void rows_kernel(const T* in, int64_t N, int64_t n, const SignLists& lists, int6
 }
 
 // ---- conv projection, lane kernel: one vector = the same pixel of kVW units (unit = image, group) ----
-// Xp[ub][c][Hp][Wp][lane] = channel c (of its group) of unit ub*kVW + lane, zero-padded (Hp = H + 2ph,
-// Wp = W + 2pw; lanes past the last unit are 0). Every tap (c, i, j) of every output position is then
-// one aligned vector at base(oh, ow) + off(c, i, j), so padding, stride and dilation need no branches.
+// Xp[c % cc][Hp][Wp][lane] = channel c (of its group) of unit ub*kVW + lane of the unit block ub being
+// computed, zero-padded (Hp = H + 2ph, Wp = W + 2pw; lanes past the last unit are 0). Every tap (c, i, j)
+// of every output position is then one aligned vector at base(oh, ow) + off(c, i, j), so padding, stride
+// and dilation need no branches.
 
 // Lists per (channel block cblk, row p): off(c, i, j) = ((c % cc)*Hp*Wp + i*dh*Wp + j*dw) * kVW of the taps
 // of block cblk with P[p, c*kk + i*kw + j] = +1 (range 2r), then -1 (range 2r+1); r = cblk * k + p. Channel
