@@ -4,13 +4,19 @@
 // multiplication by `scale`. The inner loop `signed_sum` adds whole contiguous vectors:
 //   ternary_project     rows blocked by kRows and transposed, so entry q of P adds row q of the block
 //   ternary_project_t   the same with the transposed lists (entry p of column q)
-//   ternary_conv_project per (image, group, output row p of P) and kernel offset (i, j): the channel planes
-//                        x[c] with P[p, c, i, j] = +1 (-1) are added (subtracted) into one plane, which is
-//                        then added, shifted by (i, j) with stride / padding / dilation, into the output.
+//   ternary_conv_project >= kLaneMinUnits (image, group) units: `conv_lanes`, one vector = the same pixel of
+//                        kVW units (input transposed and zero-padded once), register-blocked over kLanePos
+//                        output columns, so every tap is one aligned vector add (`lane_sum`).
+//                        Fewer units: per (unit, output row p of P) and kernel offset (i, j): the channel
+//                        planes x[c] with P[p, c, i, j] = +1 (-1) are added (subtracted) into one plane,
+//                        which is then added, shifted by (i, j) with stride / padding / dilation, into the
+//                        output.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -192,6 +198,231 @@ void rows_kernel(const T* in, int64_t N, int64_t n, const SignLists& lists, int6
   });
 }
 
+// ---- conv projection, lane kernel: one vector = the same pixel of kVW units (unit = image, group) ----
+// Xp[c % cc][Hp][Wp][lane] = channel c (of its group) of unit ub*kVW + lane of the unit block ub being
+// computed, zero-padded (Hp = H + 2ph, Wp = W + 2pw; lanes past the last unit are 0). Every tap (c, i, j)
+// of every output position is then one aligned vector at base(oh, ow) + off(c, i, j), so padding, stride
+// and dilation need no branches.
+
+// Lists per (channel block cblk, row p): off(c, i, j) = ((c % cc)*Hp*Wp + i*dh*Wp + j*dw) * kVW of the taps
+// of block cblk with P[p, c*kk + i*kw + j] = +1 (range 2r), then -1 (range 2r+1); r = cblk * k + p. Channel
+// blocks of cb channels; Xp holds one chunk of cc channels (a multiple of cb) at a time.
+struct LaneLists {
+  std::vector<int32_t> idx;
+  std::vector<int64_t> start{0};
+};
+
+LaneLists lane_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kh, int64_t kw, int64_t dh,
+                     int64_t dw, int64_t Hp, int64_t Wp, int64_t vw, int64_t cb, int64_t cc) {
+  const uint32_t* P = packed_words(packed);
+  const int64_t kk = kh * kw, d = cg * kk, W = ternary_words(d);
+  std::vector<int64_t> tap(static_cast<size_t>(kk));  // (i*dh*Wp + j*dw) * vw
+  for (int64_t ij = 0; ij < kk; ++ij) tap[ij] = ((ij / kw) * dh * Wp + (ij % kw) * dw) * vw;
+  LaneLists l;
+  l.idx.reserve(static_cast<size_t>(k * d * 2 / 5 + 16));
+  for (int64_t c0 = 0; c0 < cg; c0 += cb) {
+    const int64_t q0 = c0 * kk, q1 = std::min(cg, c0 + cb) * kk;  // entries [q0, q1) of each row
+    for (int64_t p = 0; p < k; ++p) {
+      for (int plane = 0; plane < 2; ++plane) {  // plane 0: +1 bits, plane 1: -1 bits
+        const uint32_t* row = P + (plane * k + p) * W;
+        for (int64_t w = q0 >> 5; w <= (q1 - 1) >> 5; ++w) {
+          uint32_t m = row[w];
+          if (w == q0 >> 5) m &= ~0u << (q0 & 31);
+          if (w == (q1 - 1) >> 5 && (q1 & 31)) m &= ~0u >> (32 - (q1 & 31));
+          for (; m; m &= m - 1) {
+            const int64_t q = w * 32 + __builtin_ctz(m), c = q / kk;
+            l.idx.push_back(static_cast<int32_t>((c % cc) * Hp * Wp * vw + tap[q % kk]));
+          }
+        }
+        l.start.push_back(static_cast<int64_t>(l.idx.size()));
+      }
+    }
+  }
+  return l;
+}
+
+// acc[e] (NV vectors, in memory; 0 if init) += sum_{plus} base[o + e*step] - sum_{minus} base[o + e*step];
+// two entries per step. NV <= 8 accumulators stay in registers.
+template <typename T, int NV, bool Unit>
+inline void lane_sum(bool init, const T* base, int64_t step_, const int32_t* pl, int64_t np, const int32_t* mi,
+                     int64_t nm, T* acc_io) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = kVW<T>;
+  const int64_t step = Unit ? VW : step_;  // stride 1: constant displacements
+  V acc[NV];
+#pragma GCC unroll 8
+  for (int e = 0; e < NV; ++e) acc[e] = init ? V{} : vload(acc_io + e * VW);
+  int64_t i = 0;
+  for (; i + 2 <= np; i += 2) {
+    const T *a = base + pl[i], *b = base + pl[i + 1];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step) + vload(b + e * step);
+  }
+  if (i < np) {
+    const T* a = base + pl[i];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step);
+  }
+  for (i = 0; i + 2 <= nm; i += 2) {
+    const T *a = base + mi[i], *b = base + mi[i + 1];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step) + vload(b + e * step);
+  }
+  if (i < nm) {
+    const T* a = base + mi[i];
+#pragma GCC unroll 8
+    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step);
+  }
+#pragma GCC unroll 8
+  for (int e = 0; e < NV; ++e) *reinterpret_cast<V*>(acc_io + e * VW) = acc[e];
+}
+
+constexpr int kLanePos = 8;  // output positions (along a row) per register block
+constexpr int64_t kLaneChunk = 655360;  // bytes of transposed input planes per task (with Yl: in L2)
+// fewer units than this: the per-unit kernel below (lanes would be mostly empty)
+template <typename T>
+constexpr int64_t kLaneMinUnits = kVW<T> / 2;
+
+template <typename T, bool Unit>
+inline void lane_sum_n(int n, bool init, const T* base, int64_t step, const int32_t* pl, int64_t np,
+                       const int32_t* mi, int64_t nm, T* acc_io) {
+  switch (n) {
+    case 8: lane_sum<T, 8, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 7: lane_sum<T, 7, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 6: lane_sum<T, 6, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 5: lane_sum<T, 5, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 4: lane_sum<T, 4, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 3: lane_sum<T, 3, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 2: lane_sum<T, 2, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    default: lane_sum<T, 1, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+  }
+}
+
+// In-register transpose of kVW x kVW (vector-extension shuffles): stage S swaps the off-diagonal S x S
+// blocks of every 2S x 2S block; stages S = kVW/2 .. 1 transpose the whole block.
+template <typename V, int N, int S, int... I>
+inline void swap_blocks(V& a, V& b, std::integer_sequence<int, I...>) {
+  const V lo = __builtin_shufflevector(a, b, ((I & S) ? N + I - S : I)...);
+  const V hi = __builtin_shufflevector(a, b, ((I & S) ? N + I : I + S)...);
+  a = lo;
+  b = hi;
+}
+
+template <typename T, int S>
+inline void transpose_stage(typename Vec<T>::type* r) {
+  constexpr int N = kVW<T>;
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i)
+    if (!(i & S)) swap_blocks<typename Vec<T>::type, N, S>(r[i], r[i + S], std::make_integer_sequence<int, N>{});
+  if constexpr (S > 1) transpose_stage<T, S / 2>(r);
+}
+
+// y [U*k, Ho, Wo] (U = B*groups units, unit u = x[u*cg .. u*cg + cg) of x viewed as [U*cg, H, W]).
+// Parallel over (unit block ub, range of rows p) tasks (more than one range only when there are fewer unit
+// blocks than threads), each with a working set in L2: for each chunk of cc channels: transpose it into Xp
+// (<= kLaneChunk bytes); for each output row oh, chunk of <= kLanePos output columns, channel block of cb
+// channels (its Xp slab stays in L1), row p: Yl[p][oh][chunk][lane] += the block's taps (lane_sum). Then
+// y[u, p] = scale * Yl[p][..][lane], transposed back in registers.
+template <typename T>
+void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const at::Tensor& packed, int64_t k,
+                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                int64_t Ho, int64_t Wo, T scale, T* Y) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = kVW<T>;
+  const int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, HW = H * Wd, L = Ho * Wo, kL = k * L;
+  const int64_t plane = Hp * Wp * VW, nub = (U + VW - 1) / VW;
+  const int64_t tsz = static_cast<int64_t>(sizeof(T));
+  // channel block: its slab for one column chunk (kh rows x the chunk's input columns) fits in ~24 KiB of L1
+  const int64_t span = ((kLanePos - 1) * sw + (kw - 1) * dw + 1) * kh;
+  const int64_t cb = std::min(cg, std::max<int64_t>(1, 24576 / (span * VW * tsz)));
+  // channel chunk: whole channel blocks
+  const int64_t cc = std::min(cg, std::max<int64_t>(1, kLaneChunk / (plane * tsz * cb)) * cb);
+  TORCH_CHECK(cc * plane <= INT32_MAX, "ternary_conv_project: input planes too large for the CPU kernel");
+  const LaneLists lists = lane_lists(packed, k, cg, kh, kw, dh, dw, Hp, Wp, VW, cb, cc);
+  const int32_t* idx = lists.idx.data();
+  const int64_t* st = lists.start.data();
+  const int64_t nth = at::get_num_threads();
+  const int64_t psplit = std::min<int64_t>(k, (nth + nub - 1) / nub), prange = (k + psplit - 1) / psplit;
+
+  // channel c of unit block ub, transposed and zero-padded into dst (lanes past U are 0)
+  auto put = [&](int64_t ub, int64_t c, T* dst) {
+    std::fill(dst, dst + ph * Wp * VW, T(0));
+    std::fill(dst + (ph + H) * Wp * VW, dst + plane, T(0));
+    for (int64_t h = 0; h < H; ++h) {
+      T* r = dst + (h + ph) * Wp * VW;
+      std::fill(r, r + pw * VW, T(0));
+      std::fill(r + (pw + Wd) * VW, r + Wp * VW, T(0));
+    }
+    const int64_t nl = std::min<int64_t>(VW, U - ub * VW);
+    const T* src = X + (ub * VW * cg + c) * HW;  // lane l at src + l * cg * HW
+    int64_t hw = 0, h = 0, w = 0;               // (h, w) of position hw
+    for (; hw + VW <= HW; hw += VW) {           // tiles of VW positions, transposed in registers
+      V r[VW];
+#pragma GCC unroll 16
+      for (int64_t l = 0; l < VW; ++l) r[l] = l < nl ? vload(src + l * cg * HW + hw) : V{};
+      transpose_stage<T, VW / 2>(r);  // r[j] = position hw + j of every lane
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < VW; ++j) {
+        *reinterpret_cast<V*>(dst + ((h + ph) * Wp + w + pw) * VW) = r[j];
+        if (++w == Wd) w = 0, ++h;
+      }
+    }
+    for (; hw < HW; ++hw) {
+      T* o = dst + ((h + ph) * Wp + w + pw) * VW;
+      for (int64_t l = 0; l < VW; ++l) o[l] = l < nl ? src[l * cg * HW + hw] : T(0);
+      if (++w == Wd) w = 0, ++h;
+    }
+  };
+
+  at::parallel_for(0, nub * psplit, 1, [&](int64_t t0, int64_t t1) {
+    std::unique_ptr<T[]> xp(new T[static_cast<size_t>(cc * plane)]);      // Xp[c % cc][Hp][Wp][lane]
+    std::unique_ptr<T[]> yl(new T[static_cast<size_t>(prange * L * VW)]);  // Yl[p - p0][oh][ow][lane]
+    for (int64_t t = t0; t < t1; ++t) {  // t = ub * psplit + range
+      const int64_t ub = t / psplit, p0 = (t % psplit) * prange, p1 = std::min(k, p0 + prange);
+      if (p0 >= p1) continue;
+      for (int64_t c0 = 0; c0 < cg; c0 += cc) {
+        const int64_t c1 = std::min(cg, c0 + cc);
+        for (int64_t c = c0; c < c1; ++c) put(ub, c, xp.get() + (c - c0) * plane);
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          const T* xrow = xp.get() + oh * sh * Wp * VW;
+          for (int64_t ow0 = 0; ow0 < Wo; ow0 += kLanePos) {
+            const int n = static_cast<int>(std::min<int64_t>(kLanePos, Wo - ow0));
+            const T* base = xrow + ow0 * sw * VW;
+            for (int64_t blk = c0 / cb; blk < (c1 + cb - 1) / cb; ++blk) {
+              const bool init = blk == 0;
+              for (int64_t p = p0; p < p1; ++p) {
+                const int64_t r = blk * k + p, s0 = st[2 * r], s1 = st[2 * r + 1], s2 = st[2 * r + 2];
+                T* acc = yl.get() + ((p - p0) * L + oh * Wo + ow0) * VW;
+                if (sw == 1)
+                  lane_sum_n<T, true>(n, init, base, VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+                else
+                  lane_sum_n<T, false>(n, init, base, sw * VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
+              }
+            }
+          }
+        }
+      }
+      // y[u, p0..p1) = scale * Yl, tiles of VW positions transposed in registers
+      const int64_t nl = std::min<int64_t>(VW, U - ub * VW), nf_all = (p1 - p0) * L;
+      for (int64_t f0 = 0; f0 < nf_all; f0 += VW) {
+        const int64_t nf = std::min<int64_t>(VW, nf_all - f0);
+        const T* src = yl.get() + f0 * VW;
+        T* dst = Y + ub * VW * kL + p0 * L + f0;  // lane l at dst + l * kL
+        V r[VW];
+#pragma GCC unroll 16
+        for (int64_t j = 0; j < VW; ++j) r[j] = j < nf ? vload(src + j * VW) * scale : V{};
+        transpose_stage<T, VW / 2>(r);  // r[l] = positions f0 .. f0 + VW of lane l
+        if (nf == VW) {
+          for (int64_t l = 0; l < nl; ++l) *reinterpret_cast<V*>(dst + l * kL) = r[l];
+        } else {
+          for (int64_t l = 0; l < nl; ++l)
+            for (int64_t j = 0; j < nf; ++j) dst[l * kL + j] = r[l][j];
+        }
+      }
+    }
+  });
+}
+
 template <typename F>
 at::Tensor run_float(const at::Tensor& x, F f) {
   const at::Tensor xc = x.to(compute_type(x)).contiguous();
@@ -260,6 +491,11 @@ at::Tensor ternary_conv_project_cpu(const at::Tensor& x, const at::Tensor& packe
     using T = decltype(zero);
     at::Tensor y = at::empty({B, groups * k, Ho, Wo}, xc.options());
     const int64_t HW = H * Wd, L = Ho * Wo;
+    if (B * groups >= kLaneMinUnits<T>) {  // enough units to fill (half) a vector: batch lanes
+      conv_lanes<T>(xc.data_ptr<T>(), B * groups, cg, H, Wd, pc, k, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo,
+                    static_cast<T>(scale), y.data_ptr<T>());
+      return y;
+    }
     // Channel blocks of ~24 KiB of input planes: the planes of a block stay in L1 while all k rows of
     // P read them; the per-block sums are shifted into the outputs (shifting is linear).
     const int64_t cb = std::max<int64_t>(32, 24576 / std::max<int64_t>(1, HW * static_cast<int64_t>(sizeof(T))));

@@ -160,9 +160,18 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend."""
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
+    if conv and int4:
+        # fold the scales into the [n, k] weights and the bias (tiny, per call; no cache): one GEMM with the
+        # bias instead of GEMM, scale pass and bias pass over z
+        wf = wf * w_scale.to(y.dtype)[:, None]
+        b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
+        int4 = False
     if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
         bsz, _, ho, wo = y.shape
         n, k = w.shape
+        if groups == 1 and b is not None and y.device.type == "cpu":  # bias as the GEMM's C input (beta = 1)
+            z = torch.baddbmm(b.view(1, n, 1), wf.expand(bsz, n, k), y.reshape(bsz, k, ho * wo))
+            return z.view(bsz, n, ho, wo)
         if groups == 1:
             z = torch.matmul(wf, y.reshape(bsz, k, ho * wo))
         else:

@@ -349,9 +349,10 @@ def test_conv_bad_config(kw, exc, match):
         ternary_conv_approx(torch.randn(1, 4, 5, 5), proj, torch.randn(2, 3), None, **kw)
 
 
-def test_cpu_conv_independent_of_thread_count():
+@pytest.mark.parametrize("batch", [5, 37])  # 37: the batch-lane kernel (>= 8 images), with a partial last block
+def test_cpu_conv_independent_of_thread_count(batch):
     proj = TernaryProjection.generate(16, 8 * 9, seed=3)
-    x = torch.randn(5, 8, 9, 9)
+    x = torch.randn(batch, 8, 9, 9)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -361,3 +362,43 @@ def test_cpu_conv_independent_of_thread_count():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(a, b)
+
+
+# The CPU conv kernel vectorizes across (image, group) units once there are >= 8 of them (float32; >= 4 in
+# float64); the conformance shapes above are smaller, so these configurations check that path: partial
+# last block (19, 9, 13 units), fewer unit blocks than threads (rows of P split), stride, padding,
+# dilation, groups, 1x1, output rows wider than one register block (W = 20), channels in several chunks
+# (32x32 planes), non-contiguous input.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,k,conv", [
+    ((16, 8, 8, 8), 16, dict(kernel_size=3, padding=1)),
+    ((19, 6, 9, 7), 5, dict(kernel_size=3, stride=2, padding=1)),
+    ((9, 4, 6, 5), 5, dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), dilation=(2, 1), groups=2)),
+    ((8, 3, 13, 20), 7, dict(kernel_size=3, padding=2, dilation=2)),
+    ((13, 6, 5, 5), 4, dict(kernel_size=1, groups=3)),
+    ((33, 5, 4, 11), 9, dict(kernel_size=(3, 2), stride=(2, 3), padding=(0, 1))),
+    ((16, 20, 32, 32), 6, dict(kernel_size=3, padding=1)),  # large planes: several channel chunks per task
+])
+def test_cpu_conv_lanes_match_reference(dtype, shape, k, conv):
+    gen = torch.Generator().manual_seed(11)
+    groups = conv.get("groups", 1)
+    kh, kw = (conv["kernel_size"],) * 2 if isinstance(conv["kernel_size"], int) else conv["kernel_size"]
+    proj = TernaryProjection.generate(k, shape[1] // groups * kh * kw, seed=4)
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    args = (kh, kw, *pair(conv.get("stride", 1)), *pair(conv.get("padding", 0)), *pair(conv.get("dilation", 1)),
+            groups)
+    x = torch.randn(*shape, generator=gen, dtype=dtype)
+    got = ternary_conv_project(x, proj, backend="cpu", **conv)
+    want = ref.ternary_conv_project(x.double(), proj.packed, proj.scale, *args)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    # non-contiguous input (channels sliced out of a wider tensor)
+    xw = torch.randn(shape[0], shape[1] + 3, *shape[2:], generator=gen, dtype=dtype)[:, 2:-1]
+    got = ternary_conv_project(xw, proj, backend="cpu", **conv)
+    torch.testing.assert_close(got.double(), ref.ternary_conv_project(xw.double(), proj.packed, proj.scale, *args),
+                               rtol=tol, atol=tol)
+    # integer-valued x: exact signed sums (only the final scale rounds)
+    xi = torch.randint(-50, 50, shape, generator=gen).to(dtype)
+    got = ternary_conv_project(xi, proj, backend="cpu", **conv)
+    sums = ref.conv_project_dense(xi.double(), proj.signs().double(), *args)
+    torch.testing.assert_close(got.double(), sums * proj.scale, rtol=1e-6, atol=0)
