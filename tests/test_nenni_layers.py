@@ -119,6 +119,10 @@ def test_channel_granularity_one_decision_per_sample_and_channel(sampled):
     pooled = za.abs().mean(dim=(2, 3))
     top = pooled.topk(4, dim=1).indices.sort(dim=1).values
     assert torch.equal(exact.nonzero()[:, 1].view(2, 4), top)
+    # the in-place inference blend (no grad) and the autograd path give the same output
+    out_grad = layer(X_CONV.clone().requires_grad_(True))
+    assert out_grad.requires_grad
+    assert torch.equal(out_grad.detach(), out)
 
 
 def test_noisy_gradients_reach_weight_and_input(sampled):

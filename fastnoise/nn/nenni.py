@@ -479,6 +479,12 @@ class NENNIConv2d(NENNILayer):
             z = channel_conv2d(x, self.weight, self.bias, keep, **self._conv_args())
         else:
             z = self._exact(x)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # inference: z~ is this call's own fresh tensor, so write the kept planes into it (a copy of
+            # the kept fraction) instead of a full select pass over z and z~
+            idx = keep.nonzero(as_tuple=True)
+            z_approx[idx] = z[idx]
+            return z_approx
         return torch.where(keep[:, :, None, None], z, z_approx)
 
 
