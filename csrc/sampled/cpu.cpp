@@ -281,6 +281,50 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
   return out.to(x.scalar_type());
 }
 
+// Few kept channels (nk <= kDirectMax), groups = 1, unit column dilation: no im2col. In the channels-last
+// input the patch row ki of output (ho, wo) is one contiguous run of (kj, c) values, and so is the same
+// row of a permuted weight [n, kh, kw, C]: each output is a sum over ki of dot products of two runs,
+// clipped at the padding; the kept channels share the run's loads (dot_tile, 8 / 4 / 1 at a time).
+constexpr int64_t kDirectMax = 8;
+
+template <typename T>
+void channel_direct(const T* X, const ConvGeom& g, int64_t b, const T* Wt, const int64_t* kept, int64_t nk,
+                    T* res) {
+  const T* pr[1];
+  const T* w[8];
+  T part[8];
+  for (int64_t ho = 0; ho < g.Ho; ++ho)
+    for (int64_t wo = 0; wo < g.Wo; ++wo) {
+      const int64_t l = ho * g.Wo + wo, w0 = wo * g.sw - g.pw;
+      const int64_t kj0 = std::max<int64_t>(0, -w0), kj1 = std::min<int64_t>(g.kw, g.W - w0);
+      for (int64_t i = 0; i < nk; ++i) res[i * g.L + l] = T(0);
+      if (kj1 <= kj0) continue;
+      const int64_t len = (kj1 - kj0) * g.C;
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const int64_t h = ho * g.sh - g.ph + ki * g.dh;
+        if (h < 0 || h >= g.H) continue;
+        pr[0] = X + ((b * g.H + h) * g.W + w0 + kj0) * g.C;
+        const int64_t woff = (ki * g.kw + kj0) * g.C;
+        int64_t i = 0;
+        for (; i + 8 <= nk; i += 8) {
+          for (int c = 0; c < 8; ++c) w[c] = Wt + kept[i + c] * g.Kg + woff;
+          dot_tile<1, 8>(pr, w, len, part);
+          for (int c = 0; c < 8; ++c) res[(i + c) * g.L + l] += part[c];
+        }
+        for (; i + 4 <= nk; i += 4) {
+          for (int c = 0; c < 4; ++c) w[c] = Wt + kept[i + c] * g.Kg + woff;
+          dot_tile<1, 4>(pr, w, len, part);
+          for (int c = 0; c < 4; ++c) res[(i + c) * g.L + l] += part[c];
+        }
+        for (; i < nk; ++i) {
+          w[0] = Wt + kept[i] * g.Kg + woff;
+          dot_tile<1, 1>(pr, w, len, part);
+          res[i * g.L + l] += part[0];
+        }
+      }
+    }
+}
+
 at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                               const at::Tensor& keep, at::IntArrayRef stride, at::IntArrayRef padding,
                               at::IntArrayRef dilation, int64_t groups) {
@@ -308,14 +352,19 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
         }
         const int64_t nk = static_cast<int64_t>(kept.size());
         if (nk == 0) continue;
-        im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), g.Kg);  // [L, Kg]
-        for (int64_t i = 0; i < nk; ++i)
-          std::copy_n(Wt + (n0 + kept[i]) * g.Kg, g.Kg, wk.data() + i * g.Kg);
-        // res [nk, L] = wk [nk, Kg] x cols [L, Kg]^T: one dense BLAS GEMM (at::mm_out: MKL / oneDNN,
-        // single-threaded inside parallel_for) on the kept channels
-        const auto opt = at::TensorOptions().dtype(p.x.scalar_type());
-        at::Tensor res_t = at::from_blob(res.data(), {nk, g.L}, opt);
-        at::mm_out(res_t, at::from_blob(wk.data(), {nk, g.Kg}, opt), at::from_blob(cols.data(), {g.L, g.Kg}, opt).t());
+        if (nk <= kDirectMax && g.groups == 1 && g.dw == 1) {
+          channel_direct<scalar_t>(X, g, b, Wt, kept.data(), nk, res.data());  // res [nk, L]
+        } else {
+          im2col_tile<scalar_t>(X, g, b, grp, 0, g.L, cols.data(), g.Kg);  // [L, Kg]
+          for (int64_t i = 0; i < nk; ++i)
+            std::copy_n(Wt + (n0 + kept[i]) * g.Kg, g.Kg, wk.data() + i * g.Kg);
+          // res [nk, L] = wk [nk, Kg] x cols [L, Kg]^T: one dense BLAS GEMM (at::mm_out: MKL / oneDNN,
+          // single-threaded inside parallel_for) on the kept channels
+          const auto opt = at::TensorOptions().dtype(p.x.scalar_type());
+          at::Tensor res_t = at::from_blob(res.data(), {nk, g.L}, opt);
+          at::mm_out(res_t, at::from_blob(wk.data(), {nk, g.Kg}, opt),
+                     at::from_blob(cols.data(), {g.L, g.Kg}, opt).t());
+        }
         for (int64_t i = 0; i < nk; ++i) {
           const int64_t j = n0 + kept[i];
           scalar_t* o = O + (b * g.N + j) * g.L;
