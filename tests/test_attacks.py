@@ -344,3 +344,19 @@ def test_evaluate_restores_training_mode():
     evaluate(m, (x, y), "pgd20", 0.1, sanity_eps=None)
     assert m.training
     assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
+
+
+def test_a_failing_attack_is_recorded_and_the_others_still_run(tmp_path):
+    from fastnoise.attacks import format_table, write_reports
+    torch.manual_seed(0)
+    net = small_cnn(1)
+    x, y = data(6, 1, net)
+    res = evaluate(net, (x, y), ["tifgsm", "fgsm"], 0.1, sanity_eps=None)  # tifgsm needs 3 channels
+    assert [r["attack"] for r in res["rows"]] == ["fgsm"]
+    assert len(res["errors"]) == 1 and res["errors"][0]["attack"] == "tifgsm"
+    assert "3-channel images only" in res["errors"][0]["error"]
+    assert [w["attacks"] for w in res["worst_case"]] == [["fgsm"]]
+    table = format_table(res)
+    assert "| tifgsm |" in table and "**failed**" in table
+    write_reports(res, tmp_path)
+    assert (tmp_path / "results.json").exists()

@@ -233,15 +233,20 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
     clean_stats = _stats(clean)
     log(f"[eval] clean: {clean_stats['mean']:.4f} ± {clean_stats['std']:.4f} (n={N}, {n_draws} draws)")
 
-    rows, correct_of = [], {}
+    rows, correct_of, errors = [], {}, []
     for a in attacks:
         spec = ATTACKS[a]
         n_a = min(N, lim.get(a, lim["default"]) or N)
         for e in (eps_list if spec.bounded else [None]):
             for p, e_eot in runs:
-                r = _run_attack(model, a, e if e is not None else 0.0, x_all[:n_a], y_all[:n_a], bs, eot=e_eot,
-                                seed=seed, n_classes=n_classes, steps=steps.get(a),
-                                kw=attack_kwargs.get(a, {}), log=log)
+                try:
+                    r = _run_attack(model, a, e if e is not None else 0.0, x_all[:n_a], y_all[:n_a], bs, eot=e_eot,
+                                    seed=seed, n_classes=n_classes, steps=steps.get(a),
+                                    kw=attack_kwargs.get(a, {}), log=log)
+                except Exception as exc:  # one attack's failure is recorded, the others still run
+                    errors.append({"attack": a, "eps": e, "protocol": p, "error": f"{type(exc).__name__}: {exc}"})
+                    log(f"[eval] {a} eps={e} {p}: FAILED ({errors[-1]['error']})")
+                    continue
                 corr = _correct(model, r["adv"], y_all[:n_a], bs, n_draws, seed + 2)
                 correct_of[(a, e, p)] = corr
                 st = _stats(corr)
@@ -259,7 +264,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
     worst = []
     for e in eps_list:
         for p, _ in runs:
-            keys = [(a, e, p) for a in attacks if ATTACKS[a].bounded]
+            keys = [(a, e, p) for a in attacks if ATTACKS[a].bounded and (a, e, p) in correct_of]
             if not keys:
                 continue
             n = min(correct_of[k].shape[1] for k in keys)
@@ -310,6 +315,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                      "max_samples": {k: v for k, v in lim.items()}, "notes": notes},
         "clean": {"n": N, "accuracy": clean_stats},
         "rows": rows,
+        "errors": errors,
         "worst_case": worst,
         "eot_curve": curve,
         "sanity": sanity,

@@ -42,6 +42,9 @@ def format_table(results: dict) -> str:
         eps = _eps(r["eps"]) if r["bounded"] else f"— ({r['norm']}, mean L2 {r['mean_l2']:.3g})"
         lines.append(f"| {r['attack']} | {eps} | {r['protocol_label']} | {n} | {_acc(r['accuracy'])} | "
                      f"{r['forwards_per_sample']:.0f} | {r['seconds']:.1f} |")
+    for err in results.get("errors", []):
+        eps = _eps(err["eps"]) if err["eps"] is not None else "—"
+        lines.append(f"| {err['attack']} | {eps} | {err['protocol']} | — | **failed**: {err['error']} | — | — |")
     for w in results["worst_case"]:
         lines.append(f"| **worst case** ({', '.join(w['attacks'])}) | {_eps(w['eps'])} | {w['protocol']} | {w['n']} | "
                      f"**{_acc(w['accuracy'])}** (all draws: {100 * w['all_draws']:.1f}) | — | — |")
@@ -59,6 +62,8 @@ def format_table(results: dict) -> str:
         lines += ["", f"Defense: {d['method']} {d['options']} on {d['base']} (before conversion: test clean "
                   f"{100 * d['base_test_clean']:.1f} %, {d['base_test_attack']} {100 * d['base_test_robust']:.1f} %)."]
     notes = list(s.get("notes", []))
+    if results.get("errors"):
+        notes.append("failed attacks are listed with their error and left out of the worst case")
     if any(r["subsampled"] for r in results["rows"]):
         notes.append("rows marked (subsampled) ran on the first n test samples only (expensive attacks)")
     if "seed" in s["protocols"]:
