@@ -1,4 +1,4 @@
-"""Benchmarks of the noise ops (noise_add, noise_mul, noise_sal) on activations 128x64x32x32 float32.
+"""Cases of the noise-op benchmarks (bench_noise_add / _mul / _sal.py) on activations 128x64x32x32 float32.
 
 Baseline "reference": the eager PyTorch formula a user writes, with ``torch.randn_like`` for delta (the
 NumPy Philox of fastnoise.reference is a correctness oracle, far slower, not a fair baseline);
@@ -19,7 +19,8 @@ def _backends(fn):
     return {b: (lambda inp, b=b: fn(inp, b)) for b in BACKENDS}
 
 
-def cases(device: str, quick: bool = False) -> list[Case]:
+def cases(device: str, quick: bool = False, op: str = "all") -> list[Case]:
+    """The benchmark cases of noise op `op` ("noise_add", "noise_mul", "noise_sal"; "all": every one)."""
     n, c, h, w = (8, 16, 16, 16) if quick else (128, 64, 32, 32)
     shape = (n, c, h, w)
     numel = n * c * h * w
@@ -48,7 +49,7 @@ def cases(device: str, quick: bool = False) -> list[Case]:
     xbytes = 2 * numel * 4
     pbytes = 2 * c * h * w * 4
     loss = lambda out: out.sum()
-    return [
+    out = [
         Case("noise_add", name + " sigma[C,1,1]", make_add, reference_variants(ref_add, _backends(ours_add), device),
              bytes_moved=xbytes, loss=loss),
         Case("noise_mul", name + " mu,sigma[C,H,W]", make_mul, reference_variants(ref_mul, _backends(ours_mul), device),
@@ -56,3 +57,4 @@ def cases(device: str, quick: bool = False) -> list[Case]:
         Case("noise_sal", name + " w,b[C,H,W]", make_sal, reference_variants(ref_sal, _backends(ours_sal), device),
              bytes_moved=xbytes + pbytes, loss=loss),
     ]
+    return [c for c in out if op in ("all", c.op)]

@@ -1,4 +1,6 @@
-"""fastnoise.ops.noise_add / noise_mul / noise_sal and the layers of fastnoise.nn.noise."""
+"""The noise of noise_add / noise_mul / noise_sal (stream, memory) and the layers of fastnoise.nn.noise.
+
+The per-op conformance specs: tests/test_noise_add.py, test_noise_mul.py, test_noise_sal.py."""
 import math
 
 import pytest
@@ -6,137 +8,8 @@ import torch
 
 import fastnoise
 import fastnoise.nn as fnn
-from conformance import Spec, install
-from fastnoise.ops import _noise, noise_add, noise_mul, noise_sal
+from fastnoise.ops import noise_add, noise_mul, noise_sal
 from fastnoise.reference import noise as ref_noise
-
-SEED, OFFSET = 1234, 6  # fixed: reference and every backend draw the same delta
-SHAPES = [(2, 3, 5, 7), (3, 2, 1, 9), (1, 4, 3, 3), (0, 3, 2, 2)]
-
-
-def _per_channel(shape):
-    return (shape[1],) + (1,) * (len(shape) - 2)
-
-
-def _state_kw(state):
-    return dict(state=state) if state is not None else dict(seed=SEED, offset=OFFSET)
-
-
-# ---- specs -------------------------------------------------------------------------------------
-
-def add_fn(backend, x, sigma, state=None):
-    return noise_add(x, sigma, backend=backend, **_state_kw(state))
-
-
-def add_make(shape, dtype, device, gen):
-    return {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
-            "sigma": (0.1 + torch.rand(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
-
-
-def _op_call(name, params):
-    def call(inputs, backend):
-        x = inputs["x"]
-        md = _noise.math_dtype(x.dtype)
-        args = [x]
-        inners = []
-        for p in params:
-            v = inputs[p]
-            if isinstance(v, torch.Tensor):
-                flat, inner = _noise.layout(v.detach(), tuple(x.shape), md)
-                flat.requires_grad_(v.requires_grad)
-            else:
-                flat, inner = torch.full((1,), float(v), dtype=md), 1
-            args.append(flat)
-            inners.append(inner)
-        args.append(fastnoise.rng.make_state(SEED, OFFSET, x.device))
-        return getattr(torch.ops.fastnoise, name).default, tuple(args + inners + [backend])
-    return call
-
-
-def _bad_common(param):
-    return [
-        ("x-int", lambda i: {**i, "x": i["x"].to(torch.int32)}, TypeError, "x must be a floating tensor"),
-        ("x-list", lambda i: {**i, "x": [1.0, 2.0]}, TypeError, "x must be a torch.Tensor"),
-        (f"{param}-dtype", lambda i: {**i, param: i[param].double()}, TypeError, f"{param} must have the dtype of x"),
-        (f"{param}-device", lambda i: {**i, param: i[param].to("meta")}, ValueError,
-         f"{param} must be on the device of x"),
-        ("state-dtype", lambda i: {**i, "state": torch.tensor([1.0, 2.0])}, ValueError, "state must be an int64"),
-        ("state-shape", lambda i: {**i, "state": torch.tensor([1, 2, 3])}, ValueError, r"state must be .* shape \(2,\)"),
-    ]
-
-
-def _bad_sigma(param):
-    return [
-        (f"{param}-negative-float", lambda i: {**i, param: -0.5}, ValueError, rf"{param} must be a finite number in \[0"),
-        (f"{param}-nan-float", lambda i: {**i, param: float("nan")}, ValueError, f"{param} must be a finite number"),
-        (f"{param}-negative-tensor", lambda i: {**i, param: -i[param]}, ValueError, f"{param} must be finite and >= 0"),
-        (f"{param}-nan-tensor", lambda i: {**i, param: i[param] * float("nan")}, ValueError,
-         f"{param} must be finite and >= 0"),
-        (f"{param}-bool", lambda i: {**i, param: True}, TypeError, f"{param} must be a real number"),
-    ]
-
-
-ADD = Spec(
-    name="noise_add", fn=add_fn, make=add_make, shapes=SHAPES, grad_inputs=("x", "sigma"),
-    op_call=_op_call("noise_add", ["sigma"]), noncontig_inputs=("x",),
-    bad_inputs=_bad_common("sigma") + _bad_sigma("sigma") + [
-        ("sigma-shape", lambda i: {**i, "sigma": torch.ones(4, 1, 1, 1, 1)}, ValueError, r"sigma must broadcast to x.shape"),
-    ])
-
-ADD_FLOAT = Spec(
-    name="noise_add_float", fn=add_fn,
-    make=lambda shape, dtype, device, gen: {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device), "sigma": 0.7},
-    shapes=SHAPES[:2] + SHAPES[3:], grad_inputs=("x",), op_call=_op_call("noise_add", ["sigma"]),
-    noncontig_inputs=("x",))
-
-# a broadcast pattern with a hole ([C, 1, W]): expanded over its span by the layout
-ADD_BCAST = Spec(
-    name="noise_add_bcast", fn=add_fn,
-    make=lambda shape, dtype, device, gen: {
-        "x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
-        "sigma": torch.rand(shape[1], 1, shape[3], generator=gen, dtype=dtype).to(device)},
-    shapes=SHAPES[:2], grad_inputs=("x", "sigma"), op_call=_op_call("noise_add", ["sigma"]), noncontig_inputs=("x", "sigma"))
-
-
-def mul_fn(backend, x, mu, sigma, state=None):
-    return noise_mul(x, mu, sigma, backend=backend, **_state_kw(state))
-
-
-def mul_make(shape, dtype, device, gen):
-    return {"x": torch.randn(shape, generator=gen, dtype=dtype).to(device),
-            "mu": (1 + 0.3 * torch.randn(shape[1:], generator=gen, dtype=dtype)).to(device),
-            "sigma": (0.1 + torch.rand(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
-
-
-MUL = Spec(
-    name="noise_mul", fn=mul_fn, make=mul_make, shapes=SHAPES, grad_inputs=("x", "mu", "sigma"),
-    op_call=_op_call("noise_mul", ["mu", "sigma"]), noncontig_inputs=("x", "mu"),
-    bad_inputs=_bad_common("mu") + _bad_sigma("sigma") + [
-        ("mu-batch-shape", lambda i: {**i, "mu": torch.ones(i["x"].shape)}, ValueError, r"mu must broadcast to x.shape\[1:\]"),
-        ("sigma-shape", lambda i: {**i, "sigma": torch.ones(7, 1, 1)}, ValueError, r"sigma must broadcast to x.shape\[1:\]"),
-    ])
-
-
-def sal_fn(backend, x, w, b, state=None):
-    return noise_sal(x, w, b, backend=backend, **_state_kw(state))
-
-
-def sal_make(shape, dtype, device, gen):
-    return {"x": torch.rand(shape, generator=gen, dtype=dtype).to(device),
-            "w": (0.5 * torch.randn(shape[1:], generator=gen, dtype=dtype)).to(device),
-            "b": (-2 + 0.5 * torch.randn(_per_channel(shape), generator=gen, dtype=dtype)).to(device)}
-
-
-SAL_SPEC = Spec(
-    name="noise_sal", fn=sal_fn, make=sal_make, shapes=SHAPES, grad_inputs=("x", "w", "b"),
-    op_call=_op_call("noise_sal", ["w", "b"]), noncontig_inputs=("x", "w"),
-    bad_inputs=_bad_common("w") + [
-        ("b-dtype", lambda i: {**i, "b": i["b"].double()}, TypeError, "b must have the dtype of x"),
-        ("w-shape", lambda i: {**i, "w": torch.ones(2, 2)}, ValueError, r"w must broadcast to x.shape\[1:\]"),
-        ("b-nan-float", lambda i: {**i, "b": float("nan")}, ValueError, "b must be a finite number"),
-    ])
-
-install(globals(), [ADD, ADD_FLOAT, ADD_BCAST, MUL, SAL_SPEC])
 
 CPU_BACKENDS = ["reference", "cpu", "triton"]
 
