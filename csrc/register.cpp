@@ -34,6 +34,9 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("ternary_project_t(Tensor g, Tensor packed, int d, float scale) -> Tensor");
   m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
         "int pw, int dh, int dw, int groups) -> Tensor");
+  // the 1x1 grouped map of the conv approximation: y [B, groups*k, Ho, Wo], w [n, k] (float; INT4 scales
+  // folded in), b [n] -> z [B, n, Ho, Wo] = w_g y_g + b_g per group (CPU only: GPUs use cuBLAS)
+  m.def("ternary_conv_epilogue(Tensor y, Tensor w, Tensor? b, int groups) -> Tensor");
   // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
   // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
   // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);

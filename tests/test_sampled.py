@@ -249,22 +249,27 @@ def test_sampled_is_faster_rule():
         sampled_is_faster(0.1, "conv3d", "cpu")
 
 
-@pytest.mark.parametrize("nk", [1, 3, 8, 12])  # <= 8: the direct channels-last path; > 8: im2col + GEMM
+# the CPU kernel tiles 4 output positions x 4 kept channels (tails: fewer channels, fewer positions) over
+# patch runs of kw * C values (one group, unit column dilation) or of C / groups values
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("nk", [1, 3, 8, 13])
 @pytest.mark.parametrize("geom", [dict(kh=3, stride=1, padding=1, dilation=1), dict(kh=3, stride=2, padding=0, dilation=1),
                                   dict(kh=3, stride=1, padding=2, dilation=1), dict(kh=3, stride=1, padding=1, dilation=2),
-                                  dict(kh=1, stride=1, padding=0, dilation=1)])
-def test_channel_conv2d_cpu_paths_match_conv(nk, geom):
+                                  dict(kh=1, stride=1, padding=0, dilation=1),
+                                  dict(kh=3, stride=1, padding=1, dilation=1, groups=2)])
+def test_channel_conv2d_cpu_paths_match_conv(dtype, nk, geom):
     import torch.nn.functional as F
     from fastnoise.ops import channel_conv2d
     g = torch.Generator().manual_seed(nk)
     geom = dict(geom)
     kh = geom.pop("kh")
-    x = torch.randn(3, 8, 7, 8, dtype=torch.float64, generator=g)
-    w = torch.randn(16, 8, kh, kh, dtype=torch.float64, generator=g)
-    b = torch.randn(16, dtype=torch.float64, generator=g)
+    x = torch.randn(3, 8, 7, 8, dtype=dtype, generator=g)
+    w = torch.randn(16, 8 // geom.get("groups", 1), kh, kh, dtype=dtype, generator=g)
+    b = torch.randn(16, dtype=dtype, generator=g)
     keep = torch.zeros(3, 16, dtype=torch.bool)
     for i in range(3):
         keep[i, torch.randperm(16, generator=g)[:nk]] = True
     out = channel_conv2d(x, w, b, keep, backend="cpu", **geom)
-    ref = F.conv2d(x, w, b, **geom) * keep[:, :, None, None]
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    ref = F.conv2d(x.double(), w.double(), b.double(), **geom) * keep[:, :, None, None]
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)

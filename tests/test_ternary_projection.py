@@ -402,3 +402,27 @@ def test_cpu_conv_lanes_match_reference(dtype, shape, k, conv):
     got = ternary_conv_project(xi, proj, backend="cpu", **conv)
     sums = ref.conv_project_dense(xi.double(), proj.signs().double(), *args)
     torch.testing.assert_close(got.double(), sums * proj.scale, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("groups,n,hw", [(1, 9, (9, 9)), (2, 10, (8, 8)), (1, 4, (4, 5))])
+def test_cpu_conv_epilogue_register_tiles(dtype, groups, n, hw):
+    # the CPU 1x1 map runs in 4-row x 4-vector register tiles: shapes with whole tiles, vector tails and
+    # scalar column tails (L = 81 = 64 + 16 + 1), row tails (n per group not a multiple of 4), float and INT4
+    gen = torch.Generator().manual_seed(12)
+    k = 7
+    proj = TernaryProjection.generate(k, 3 * 9, seed=5)
+    x = torch.randn(3, 3 * groups, *hw, generator=gen, dtype=dtype)
+    w, b = torch.randn(n, k, generator=gen, dtype=dtype), torch.randn(n, generator=gen, dtype=dtype)
+    cfg = dict(kernel_size=3, padding=1, groups=groups)
+    want = ternary_conv_approx(x.double(), proj, w.double(), b.double(), backend="reference", **cfg)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    got = ternary_conv_approx(x, proj, w, b, backend="cpu", **cfg)
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    nob = ternary_conv_approx(x, proj, w, None, backend="cpu", **cfg)
+    torch.testing.assert_close(nob.double(), want - b.double().view(1, -1, 1, 1), rtol=tol, atol=tol)
+    wq, w_scale, bq, b_scale = quantize_int4(w.float(), b.float())
+    wd, bd = dequantize_int4(wq, w_scale, bq, b_scale, dtype=torch.float64)
+    got = ternary_conv_approx(x.float(), proj, wq, bq, w_scale=w_scale, b_scale=b_scale, backend="cpu", **cfg)
+    want = ternary_conv_approx(x.double(), proj, wd, bd, backend="reference", **cfg)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "simd.h"
 #include "ternary_projection/checks.h"
 #include "ternary_projection/ternary.h"
 
@@ -33,21 +34,8 @@ struct SignLists {
   std::vector<int64_t> start{0};
 };
 
-// One 512-bit vector (GCC / Clang vector extension; unaligned, may alias its elements). Explicit
-// vectors keep the accumulators in registers: auto-vectorizing the loop below produced gathers.
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
-};
-template <typename T>
-constexpr int kVW = 64 / static_cast<int>(sizeof(T));  // elements per vector
 template <typename T>
 constexpr int kChunk = 4 * kVW<T>;  // elements per chunk: 64 floats / 32 doubles
-
-template <typename T>
-inline typename Vec<T>::type vload(const T* p) {
-  return *reinterpret_cast<const typename Vec<T>::type*>(p);
-}
 
 // out[0 .. NV*kVW) = sum_{plus} base[o + e] - sum_{minus} base[o + e], NV vectors per entry, two entries
 // per step (one accumulator add per two loads).
@@ -184,7 +172,7 @@ void rows_kernel(const T* in, int64_t N, int64_t n, const SignLists& lists, int6
   constexpr int R = kChunk<T>;
   const int64_t blocks = (N + R - 1) / R;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<T> tin(static_cast<size_t>(n * R));
+    VecBuffer<T> tin(n * R);  // 64-byte aligned rows
     T acc[R];
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * R, rn = std::min<int64_t>(R, N - r0);
@@ -298,25 +286,6 @@ inline void lane_sum_n(int n, bool init, const T* base, int64_t step, const int3
   }
 }
 
-// In-register transpose of kVW x kVW (vector-extension shuffles): stage S swaps the off-diagonal S x S
-// blocks of every 2S x 2S block; stages S = kVW/2 .. 1 transpose the whole block.
-template <typename V, int N, int S, int... I>
-inline void swap_blocks(V& a, V& b, std::integer_sequence<int, I...>) {
-  const V lo = __builtin_shufflevector(a, b, ((I & S) ? N + I - S : I)...);
-  const V hi = __builtin_shufflevector(a, b, ((I & S) ? N + I : I + S)...);
-  a = lo;
-  b = hi;
-}
-
-template <typename T, int S>
-inline void transpose_stage(typename Vec<T>::type* r) {
-  constexpr int N = kVW<T>;
-#pragma GCC unroll 16
-  for (int i = 0; i < N; ++i)
-    if (!(i & S)) swap_blocks<typename Vec<T>::type, N, S>(r[i], r[i + S], std::make_integer_sequence<int, N>{});
-  if constexpr (S > 1) transpose_stage<T, S / 2>(r);
-}
-
 // y [U*k, Ho, Wo] (U = B*groups units, unit u = x[u*cg .. u*cg + cg) of x viewed as [U*cg, H, W]).
 // Parallel over (unit block ub, range of rows p) tasks (more than one range only when there are fewer unit
 // blocks than threads), each with a working set in L2: for each chunk of cc channels: transpose it into Xp
@@ -360,7 +329,7 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
       V r[VW];
 #pragma GCC unroll 16
       for (int64_t l = 0; l < VW; ++l) r[l] = l < nl ? vload(src + l * cg * HW + hw) : V{};
-      transpose_stage<T, VW / 2>(r);  // r[j] = position hw + j of every lane
+      transpose_vectors<T>(r);  // r[j] = position hw + j of every lane
 #pragma GCC unroll 16
       for (int64_t j = 0; j < VW; ++j) {
         *reinterpret_cast<V*>(dst + ((h + ph) * Wp + w + pw) * VW) = r[j];
@@ -375,8 +344,9 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
   };
 
   at::parallel_for(0, nub * psplit, 1, [&](int64_t t0, int64_t t1) {
-    std::unique_ptr<T[]> xp(new T[static_cast<size_t>(cc * plane)]);      // Xp[c % cc][Hp][Wp][lane]
-    std::unique_ptr<T[]> yl(new T[static_cast<size_t>(prange * L * VW)]);  // Yl[p - p0][oh][ow][lane]
+    // 64-byte aligned: every vector load is one cache line (unaligned zmm loads split across two)
+    VecBuffer<T> xp(cc * plane);      // Xp[c % cc][Hp][Wp][lane]
+    VecBuffer<T> yl(prange * L * VW);  // Yl[p - p0][oh][ow][lane]
     for (int64_t t = t0; t < t1; ++t) {  // t = ub * psplit + range
       const int64_t ub = t / psplit, p0 = (t % psplit) * prange, p1 = std::min(k, p0 + prange);
       if (p0 >= p1) continue;
@@ -411,7 +381,7 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
         V r[VW];
 #pragma GCC unroll 16
         for (int64_t j = 0; j < VW; ++j) r[j] = j < nf ? vload(src + j * VW) * scale : V{};
-        transpose_stage<T, VW / 2>(r);  // r[l] = positions f0 .. f0 + VW of lane l
+        transpose_vectors<T>(r);  // r[l] = positions f0 .. f0 + VW of lane l
         if (nf == VW) {
           for (int64_t l = 0; l < nl; ++l) *reinterpret_cast<V*>(dst + l * kL) = r[l];
         } else {
@@ -421,6 +391,92 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
       }
     }
   });
+}
+
+// ---- conv epilogue: z[u] [ng, L] = W_g [ng, k] y[u] [k, L] + b_g for unit u = b * groups + g ----
+// Register tiles of RI rows x NC vectors of L: per reduction step NC loads of y and RI broadcasts of W
+// for RI * NC FMAs; y[u] (k * L values) stays in L1 while all row tiles read it. (The BLAS batched
+// GEMM runs this K = 64 shape at under half the FMA rate of this CPU.)
+template <typename T, int RI, int NC>
+inline void epilogue_tile(const T* yu, int64_t k, int64_t L, const T* w, const T* bias, int64_t l0, T* z) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = kVW<T>;
+  V acc[RI][NC];
+#pragma GCC unroll 4
+  for (int r = 0; r < RI; ++r) {
+    const T b0 = bias ? bias[r] : T(0);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) acc[r][c] = V{} + b0;
+  }
+  for (int64_t q = 0; q < k; ++q) {
+    V yv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) yv[c] = vload(yu + q * L + l0 + c * VW);
+#pragma GCC unroll 4
+    for (int r = 0; r < RI; ++r) {
+      const T wr = w[r * k + q];
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) acc[r][c] += wr * yv[c];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < RI; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) vstore(z + r * L + l0 + c * VW, acc[r][c]);
+}
+
+template <typename T, int RI>
+inline void epilogue_rows(const T* yu, int64_t k, int64_t L, const T* w, const T* bias, T* z) {
+  constexpr int VW = kVW<T>;
+  int64_t l0 = 0;
+  for (; l0 + 4 * VW <= L; l0 += 4 * VW) epilogue_tile<T, RI, 4>(yu, k, L, w, bias, l0, z);
+  switch ((L - l0) / VW) {
+    case 3: epilogue_tile<T, RI, 3>(yu, k, L, w, bias, l0, z); break;
+    case 2: epilogue_tile<T, RI, 2>(yu, k, L, w, bias, l0, z); break;
+    case 1: epilogue_tile<T, RI, 1>(yu, k, L, w, bias, l0, z); break;
+    default: break;
+  }
+  for (int64_t l = l0 + (L - l0) / VW * VW; l < L; ++l)  // columns past the last whole vector
+    for (int r = 0; r < RI; ++r) {
+      T s = bias ? bias[r] : T(0);
+      for (int64_t q = 0; q < k; ++q) s += w[r * k + q] * yu[q * L + l];
+      z[r * L + l] = s;
+    }
+}
+
+at::Tensor ternary_conv_epilogue_cpu(const at::Tensor& y, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                                     int64_t groups) {
+  check_float_input("y", y, 4);
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == y.scalar_type(), "w must be a [n, k] tensor of y's dtype, got ",
+              w.sizes(), " ", w.scalar_type());
+  TORCH_CHECK(groups >= 1 && w.size(0) % groups == 0 && y.size(1) == groups * w.size(1),
+              "y must have groups * k = ", groups * w.size(1), " channels and groups must divide n = ", w.size(0));
+  TORCH_CHECK(!b.has_value() || (b->dim() == 1 && b->size(0) == w.size(0) && b->scalar_type() == y.scalar_type()),
+              "b must be a [", w.size(0), "] tensor of y's dtype");
+  const int64_t B = y.size(0), k = w.size(1), n = w.size(0), ng = n / groups, L = y.size(2) * y.size(3);
+  const at::Tensor yc = y.contiguous(), wc = w.contiguous();
+  const at::Tensor bc = b.has_value() ? b->contiguous() : at::Tensor();
+  at::Tensor z = at::empty({B, n, y.size(2), y.size(3)}, y.options());
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "ternary_conv_epilogue", [&] {
+    using T = scalar_t;
+    const T* Y = yc.data_ptr<T>();
+    const T* W = wc.data_ptr<T>();
+    const T* Bs = bc.defined() ? bc.data_ptr<T>() : nullptr;
+    T* Z = z.data_ptr<T>();
+    at::parallel_for(0, B * groups, 1, [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t g = u % groups;
+        const T* yu = Y + u * k * L;
+        const T* wg = W + g * ng * k;
+        const T* bg = Bs ? Bs + g * ng : nullptr;
+        T* zu = Z + u * ng * L;
+        int64_t i = 0;
+        for (; i + 4 <= ng; i += 4) epilogue_rows<T, 4>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
+        for (; i < ng; ++i) epilogue_rows<T, 1>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
+      }
+    });
+  });
+  return z;
 }
 
 template <typename F>
@@ -551,4 +607,5 @@ TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("ternary_project", &fastnoise::ternary_project_cpu);
   m.impl("ternary_project_t", &fastnoise::ternary_project_t_cpu);
   m.impl("ternary_conv_project", &fastnoise::ternary_conv_project_cpu);
+  m.impl("ternary_conv_epilogue", &fastnoise::ternary_conv_epilogue_cpu);
 }

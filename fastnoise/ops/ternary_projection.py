@@ -156,8 +156,12 @@ _conv_project.register_autograd(_conv_project_backward, setup_context=_conv_proj
 
 
 def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_scale: Optional[torch.Tensor],
-              b_scale: Optional[torch.Tensor], groups: int, conv: bool) -> torch.Tensor:
-    """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend."""
+              b_scale: Optional[torch.Tensor], groups: int, conv: bool, backend: str = "reference") -> torch.Tensor:
+    """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend.
+
+    The conv map on the "cpu" backend is the C++ kernel ``ternary_conv_epilogue`` (register-tiled; the BLAS
+    batched GEMM is slow at K = k); the other backends use torch.matmul (cuBLAS on GPUs).
+    """
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
     if conv and int4:
@@ -166,6 +170,9 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
         wf = wf * w_scale.to(y.dtype)[:, None]
         b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
         int4 = False
+    if conv and backend == "cpu" and not int4 and y.dtype in (torch.float32, torch.float64):
+        return kernel(FAMILY, "ternary_conv_epilogue", backend)(
+            y, wf.contiguous(), None if b is None else b.to(y.dtype).contiguous(), groups)
     if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
         bsz, _, ho, wo = y.shape
         n, k = w.shape
@@ -230,7 +237,7 @@ def _conv_approx(x: torch.Tensor, packed: torch.Tensor, scale: float, w: torch.T
                  w_scale: Optional[torch.Tensor], b_scale: Optional[torch.Tensor], kh: int, kw: int, sh: int,
                  sw: int, ph: int, pw: int, dh: int, dw: int, groups: int, backend: str) -> torch.Tensor:
     y = kernel(FAMILY, "ternary_conv_project", backend)(x, packed, scale, kh, kw, sh, sw, ph, pw, dh, dw, groups)
-    return _epilogue(y, w, b, w_scale, b_scale, groups, conv=True)
+    return _epilogue(y, w, b, w_scale, b_scale, groups, conv=True, backend=backend)
 
 
 @_conv_approx.register_fake
