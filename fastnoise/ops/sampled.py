@@ -59,12 +59,15 @@ __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_is_fas
 _Pair = Union[int, Sequence[int]]
 
 # Keep fraction (1 - r) below which the sampled kernel beats "dense product + blend" (forward), per
-# device type and kind. CPU: measured on the 2-core AMD EPYC (Zen 4, AVX-512) dev machine, torch 2.13
+# device type and kind. CPU: measured on the 2-core AMD EPYC (Zen 5, AVX-512) dev machine, torch 2.13
 # CPU, 1 thread, process CPU time (the machine was shared, wall time was too noisy), min of 9 runs:
 # conv 256->256, 8x8, 3x3, pad 1, batch 32 (the ResNet-18 layer; per-sample work, so batch 128 scales)
 # dense 13.7-15.9 ms; position (sampled_conv2d) 1/10/25/50 %: 3.1/9.4/19.0/37.9 ms; channel
 # (channel_conv2d): 2.2/4.4/10.4/19.9 ms. linear 512->512, batch 1024: dense 5.5-6.3 ms; sampled
 # 0.6-1.3/2.6-3.7/5.9-7.2/10.5-12.7 ms. Thresholds = interpolated crossing, rounded down.
+# Since then channel_conv2d lost its im2col and global permute (docs/nenni.md, "Layer speed"): batch 128,
+# 2 threads, 1/3/10/30% kept = 6-8/10-12/22-26/50-66% of the dense conv, so its crossing is now near 0.5;
+# the threshold stays 0.30 (conservative) until it is re-measured with the protocol above.
 # CUDA: NOT measured (no GPU in any session so far; the CUDA and Triton kernels exist, are tested under
 # the Triton interpreter / compile-checked for sm_80 and sm_90, but were never timed): conservative
 # estimates, to be replaced by `python benchmarks/run.py --ops sampled` on a GPU.
