@@ -48,7 +48,6 @@ class VecBuffer {
   ~VecBuffer() { std::free(p_); }
   VecBuffer(const VecBuffer&) = delete;
   VecBuffer& operator=(const VecBuffer&) = delete;
-  T* get() const { return p_; }
   T* data() const { return p_; }
   T& operator[](int64_t i) const { return p_[i]; }
 

@@ -84,6 +84,17 @@ def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
+def bad_inputs(**changes):
+    """A Spec `bad_inputs` maker: a copy of the inputs with `changes` applied in order (a callable value
+    gets the inputs as changed so far and returns the new value)."""
+    def make(inputs: dict) -> dict:
+        out = dict(inputs)
+        for key, v in changes.items():
+            out[key] = v(out) if callable(v) else v
+        return out
+    return make
+
+
 def noncontiguous(t: torch.Tensor) -> torch.Tensor:
     """Same values, non-contiguous storage (every other element of a wider buffer)."""
     if t.dim() == 0:

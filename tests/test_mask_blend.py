@@ -7,6 +7,7 @@ import torch
 
 import fastnoise
 from conformance import Spec, backend_params, install
+from conformance import bad_inputs as bad
 from fastnoise.ops import mask_blend
 from fastnoise.ops.mask_blend import keep_count
 
@@ -35,13 +36,6 @@ def _spec(name, shapes, **kw):
         else:
             keep, (n, m) = 0, kw["nm"]
         return torch.ops.fastnoise.mask_blend.default, (z, za, keep, n, m, score == "signed", dim, backend)
-
-    def bad(**changes):
-        def make_bad(inputs):
-            inputs = dict(inputs)
-            inputs.update({k: (v(inputs) if callable(v) else v) for k, v in changes.items()})
-            return inputs
-        return make_bad
 
     bad_inputs = [
         ("za-shape", bad(z_approx=lambda i: i["z_approx"][..., :1].contiguous()), ValueError, r"z_approx must have the shape"),

@@ -7,6 +7,7 @@ import torch
 import fastnoise
 from fastnoise.ops import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear
 from conformance import Spec, install
+from conformance import bad_inputs as _bad
 
 RANDOM, ALL_TRUE, ALL_FALSE = 1, 2, 3
 BACKENDS = ("cpu", "triton", "cuda")  # every backend the sampled family implements
@@ -37,15 +38,6 @@ def linear_op_call(inp, backend):
     x = inp["x"].reshape(-1, inp["x"].shape[-1])
     m = inp["mask"].reshape(-1, inp["weight"].shape[0])
     return torch.ops.fastnoise.sampled_linear.default, (x, inp["weight"], inp["bias"], m, backend)
-
-
-def _bad(**changes):
-    def f(inp):
-        inp = dict(inp)
-        for k, v in changes.items():
-            inp[k] = v(inp) if callable(v) else v
-        return inp
-    return f
 
 
 LINEAR = Spec(

@@ -6,6 +6,7 @@ import torch
 
 import fastnoise
 from conformance import Spec, backend_params, install
+from conformance import bad_inputs as bad
 from fastnoise.ops import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                            ternary_conv_project, ternary_linear_approx, ternary_project)
 from fastnoise.reference import ternary_projection as ref
@@ -30,15 +31,6 @@ def make_project(shape, dtype, device, gen):
 
 def project_fn(backend, x, proj):
     return ternary_project(x, _on(proj, x), backend=backend)
-
-
-def bad(**changes):
-    def f(inputs):
-        out = dict(inputs)
-        for key, v in changes.items():
-            out[key] = v(out) if callable(v) else v
-        return out
-    return f
 
 
 PROJECT = Spec(

@@ -245,7 +245,7 @@ at::Tensor sampled_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
 
 // Sample b of x [B, C, H, W] as a zero-padded channels-last image xp [Hp, Wp, C] (Hp = H + 2ph,
 // Wp = W + 2pw): every patch tap is then an in-bounds contiguous run of channels, with no branches.
-// Transposed in 16-channel blocks (16 read streams, contiguous 64-byte writes).
+// Transposed in kVW x kVW tiles (channels x positions) in registers; scalar edges.
 template <typename T>
 void pad_channels_last(const T* X, const ConvGeom& g, int64_t b, T* xp) {
   const int64_t Wp = g.W + 2 * g.pw, C = g.C, HW = g.H * g.W;

@@ -352,9 +352,9 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
       if (p0 >= p1) continue;
       for (int64_t c0 = 0; c0 < cg; c0 += cc) {
         const int64_t c1 = std::min(cg, c0 + cc);
-        for (int64_t c = c0; c < c1; ++c) put(ub, c, xp.get() + (c - c0) * plane);
+        for (int64_t c = c0; c < c1; ++c) put(ub, c, xp.data() + (c - c0) * plane);
         for (int64_t oh = 0; oh < Ho; ++oh) {
-          const T* xrow = xp.get() + oh * sh * Wp * VW;
+          const T* xrow = xp.data() + oh * sh * Wp * VW;
           for (int64_t ow0 = 0; ow0 < Wo; ow0 += kLanePos) {
             const int n = static_cast<int>(std::min<int64_t>(kLanePos, Wo - ow0));
             const T* base = xrow + ow0 * sw * VW;
@@ -362,7 +362,7 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
               const bool init = blk == 0;
               for (int64_t p = p0; p < p1; ++p) {
                 const int64_t r = blk * k + p, s0 = st[2 * r], s1 = st[2 * r + 1], s2 = st[2 * r + 2];
-                T* acc = yl.get() + ((p - p0) * L + oh * Wo + ow0) * VW;
+                T* acc = yl.data() + ((p - p0) * L + oh * Wo + ow0) * VW;
                 if (sw == 1)
                   lane_sum_n<T, true>(n, init, base, VW, idx + s0, s1 - s0, idx + s1, s2 - s1, acc);
                 else
@@ -376,7 +376,7 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
       const int64_t nl = std::min<int64_t>(VW, U - ub * VW), nf_all = (p1 - p0) * L;
       for (int64_t f0 = 0; f0 < nf_all; f0 += VW) {
         const int64_t nf = std::min<int64_t>(VW, nf_all - f0);
-        const T* src = yl.get() + f0 * VW;
+        const T* src = yl.data() + f0 * VW;
         T* dst = Y + ub * VW * kL + p0 * L + f0;  // lane l at dst + l * kL
         V r[VW];
 #pragma GCC unroll 16

@@ -170,7 +170,7 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
         wf = wf * w_scale.to(y.dtype)[:, None]
         b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
         int4 = False
-    if conv and backend == "cpu" and not int4 and y.dtype in (torch.float32, torch.float64):
+    if conv and backend == "cpu" and y.dtype in (torch.float32, torch.float64):  # (INT4 scales folded above)
         return kernel(FAMILY, "ternary_conv_epilogue", backend)(
             y, wf.contiguous(), None if b is None else b.to(y.dtype).contiguous(), groups)
     if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
