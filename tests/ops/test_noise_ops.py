@@ -11,8 +11,9 @@ import fastnoise
 import fastnoise.nn as fnn
 from fastnoise.ops import noise_add, noise_mul, noise_sal
 from fastnoise.reference import noise as ref_noise
+from conformance import backends_on
 
-CPU_BACKENDS = ["reference", "cpu", "triton"]
+CPU_BACKENDS = backends_on("cpu", "noise")
 
 
 # ---- the noise itself --------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def test_forward_and_backward_noise_bit_identical(backend):
     assert torch.equal(2 * b.grad, y.detach()[0])
 
 
-@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "reference"])
 def test_offsets_and_seeds(backend):
     x = torch.zeros(64)
     a = noise_add(x, 1.0, seed=1, offset=0, backend=backend)
@@ -117,7 +118,7 @@ def _saved_bytes(fn):
 
 
 @pytest.mark.parametrize("op", ["add", "mul", "sal"])
-@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "reference"])
 def test_memory_no_delta_saved(op, backend, capsys):
     shape = (8, 3, 16, 16)
     n = math.prod(shape)
