@@ -62,21 +62,32 @@ def test_eval_cli_bad_arguments_list_valid_choices(argv, message, capsys):
 def test_demo_is_registered():
     args = build_parser().parse_args(["demo", "--epochs", "1", "--no-bench"])
     assert args.epochs == 1 and args.bench is False and args.eot == 20 and args.draws == 5
+    args = build_parser().parse_args(["demo", "--method", "rse", "--method-options", '{"sigma": 0.2}'])
+    assert args.method == "rse" and args.method_options == {"sigma": 0.2}
+
+
+def test_demo_bad_method_options_are_clear_errors(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--method", "rse", "--method-options", '{"sigmaa": 0.2}']) == 2
+    assert "method 'rse': unknown option 'sigmaa'; valid options: sigma, skip_first, seed" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path), "--method", "nope"]) == 2
+    assert "method must be one of ['nenni', 'rse'" in capsys.readouterr().err
 
 
 def test_demo_smoke(tmp_path, capsys):
     """The whole demo pipeline at toy size (the full run is `make demo`, measured in the report)."""
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--epochs", "1", "--eot", "2", "--draws", "2", "--max-samples", "48",
-               "--expensive-samples", "8", "--no-bench", "--distill-epochs", "1", "--finetune-epochs", "1"])
+               "--expensive-samples", "8", "--no-bench", "--post-options", '{"distill_epochs": 1, "finetune_epochs": 1}'])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| autoattack_rand |" in text and "(subsampled)" in text and "Sanity check" in text
     res = json.loads((out / "results.json").read_text())
     method = res["settings"]["defense"]["method"]
-    assert method in ("rse", "nenni")
-    # RSE draws fresh noise per call; NENNI's approximation error is a deterministic function of x
-    assert res["settings"]["randomized"] == (method == "rse")
+    from fastnoise import methods
+    assert method == methods.default()
+    # the harness follows the method's evaluation spec (NENNI: deterministic; RSE: fresh noise per call)
+    assert res["settings"]["randomized"] == methods.get(method).evaluation.stochastic
+    assert res["settings"]["method"]["name"] == method
     assert {r["attack"] for r in res["rows"]} == {"pgd20", "fgsm", "autoattack_rand"}
     for f in ("results.md", "accuracy_vs_eps.png", "timing.json") + (("accuracy_vs_eot.png",) if method == "rse" else ()):
         assert (out / f).exists()

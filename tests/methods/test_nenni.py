@@ -71,8 +71,63 @@ def test_bad_conversion_options():
         fastnoise.convert(NestedCNN(), "nenni", ratio=1.5)
     with pytest.raises(ValueError, match="k must be"):
         fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=0)
-    with pytest.raises(ValueError, match="no layer to convert"):
+    with pytest.raises(ValueError, match=r"method 'nenni' found nothing to convert in Sequential: it looks for "
+                                         r"torch.nn.Conv2d \(groups=1, zero padding\) and torch.nn.Linear"):
         fastnoise.convert(torch.nn.Sequential(torch.nn.Linear(3, 3)), "nenni", ratio=0.5)
+    with pytest.raises(ValueError, match=r"unknown option 'ratoi'; valid options: ratio, nm, k, granularity"):
+        fastnoise.convert(NestedCNN(), "nenni", ratoi=0.5)
+    with pytest.raises(ValueError, match=r"granularity must be one of \['position', 'channel'\], got 'pixel'"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, granularity="pixel")
+    with pytest.raises(TypeError, match="skip_first must be true or false"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, skip_first=1)
+    with pytest.raises(ValueError, match="one of ratio .* or nm=.* is required"):
+        fastnoise.convert(NestedCNN(), "nenni")
+
+
+# ---- conversion guarantees (issue 16, item 3): each fails on the commit before the Method protocol -------
+
+class Shared(torch.nn.Module):
+    """One conv reachable under two names (a and b), and a block shared by two parents."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = self.a
+        block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU())
+        self.left, self.right = torch.nn.Sequential(block), torch.nn.Sequential(block)
+
+    def forward(self, x):
+        x = self.b(self.a(self.stem(x)))
+        return self.right(self.left(x))
+
+
+def test_a_module_used_under_several_names_is_converted_once_and_stays_shared():
+    model = fastnoise.convert(Shared(), "nenni", ratio=0.5, k=8)
+    assert isinstance(model.a, NENNIConv2d) and model.a is model.b
+    assert isinstance(model.left[0][0], NENNIConv2d) and model.left[0] is model.right[0]
+    assert model.left[0][0] is model.right[0][0]
+    assert [m.seed for _, m in nenni_layers(model)] == [0, 1]  # two unique layers converted
+    assert model(torch.randn(2, 1, 6, 6)).shape == (2, 8, 6, 6)
+
+
+def test_converting_the_root_returns_the_new_layer_not_a_child_named_empty():
+    lin = torch.nn.Linear(6, 4)
+    out = fastnoise.convert(lin, "nenni", ratio=0.5, layers=[""])
+    assert isinstance(out, NENNILinear) and out.weight is lin.weight
+    assert "" not in dict(out.named_children()) and "" not in dict(lin.named_children())
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        assert out(x).shape == (3, 4)
+
+
+def test_scripted_modules_are_refused():
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3)))
+    with pytest.raises(TypeError, match="cannot convert a scripted module .* convert the eager model"):
+        fastnoise.convert(scripted, "nenni", ratio=0.5, skip_first=False)
+    inner = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.jit.script(torch.nn.Conv2d(4, 4, 3)))
+    with pytest.raises(TypeError, match="its submodule '1' is a RecursiveScriptModule"):
+        fastnoise.convert(inner, "nenni", ratio=0.5, skip_first=False)
 
 
 def test_model_state_dict_round_trip_and_mismatch():
