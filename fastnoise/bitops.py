@@ -3,14 +3,15 @@
 Convention (the seed reports BitOPs without a formula; this is ours, stated so it can be checked):
 
 * an exact Conv2d / Linear: ``MACs x weight_bits x act_bits`` (MACs = output elements x fan-in);
-* a layer of a defense method: its method's cost model (`fastnoise.methods.CostModel`), e.g. NENNI's
-  exact kept neurons + ternary projection + INT4 GEMM (fastnoise/methods/nenni.py, `NENNICost`);
+* a layer of a defense method: its method's cost model (`fastnoise.methods.CostModel`, defined with
+  the method in fastnoise/methods/<name>.py), e.g. exact products for the kept neurons only plus the
+  cost of an approximation;
 * every other layer (BN, ReLU, pooling, additions, elementwise noise) is not counted.
 
 Numbers are per input sample (the batch of `input_shape` is divided out), per call: a deployed model
 that runs its layers n times (an ensemble) counts them n times. With float32 models the defaults are
 32-bit weights and activations; pass ``weight_bits=act_bits=16`` (or 8) for a fixed-point deployment;
-``approx_bits`` is the width of a method's approximation weights (NENNI: INT4).
+``approx_bits`` is the width of a method's approximation weights (default 4: INT4).
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ measurement the thresholds come from, so they are kept.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 

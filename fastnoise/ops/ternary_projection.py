@@ -28,7 +28,7 @@ channels), mirroring the grouped conv it approximates.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F

@@ -282,7 +282,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
                 with attack_mode(model):
                     x_train = recipe.generate(model, x, y, eps, alpha, steps, noise)
                 hooks.resample_noise(model)
-            step_out = hooks.update(model, net, optimizer, x, x_train, y)  # a method's own update (NIT)
+            step_out = hooks.update(model, net, optimizer, x, x_train, y)  # a method's own update (e.g. forward-only)
             if step_out is None:
                 step_out = hooks.loss(net, x, x_train, y)  # a method's loss from clean + adversarial batches
                 loss, logits = step_out if step_out is not None else (None, net(x_train))

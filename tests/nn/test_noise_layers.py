@@ -1,10 +1,7 @@
 """The noise layers of fastnoise.nn.noise: streams, modes, state_dict, gradients, compile, constraints."""
-import math
-
 import pytest
 import torch
 
-import fastnoise
 import fastnoise.nn as fnn
 
 

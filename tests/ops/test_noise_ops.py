@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import fastnoise
-import fastnoise.nn as fnn
 from fastnoise.ops import noise_add, noise_mul, noise_sal
 from fastnoise.reference import noise as ref_noise
 from conformance import backends_on

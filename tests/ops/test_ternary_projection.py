@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastnoise
-from conformance import Spec, backend_device_params, backend_params, backends_on, install
+from conformance import Spec, backend_device_params, backends_on, install
 from conformance import bad_inputs as bad
 from fastnoise.ops import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                            ternary_conv_project, ternary_linear_approx, ternary_project)
