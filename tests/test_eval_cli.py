@@ -30,7 +30,7 @@ def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", checkpoint, "--attacks", "pgd20,fgsm", "--eps", "8/255,0.1", "--eot", "2",
                "--draws", "2", "--max-samples", "24", "--attack-samples", "pgd20=16", "--eot-curve", "1,2",
-               "--out", str(out)])
+               "--out", str(out), "--no-inference-rule"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| attack | eps | protocol |" in text and "seed protocol" in text and "Sanity check" in text
@@ -42,6 +42,16 @@ def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     assert all(r["n"] == 16 for r in res["rows"] if r["attack"] == "pgd20")
     assert (out / "results.md").exists() and (out / "accuracy_vs_eps.png").exists()
     assert (out / "accuracy_vs_eot.png").exists()
+    assert "method" not in s and res["meta"]["model"] == "Sequential"  # --no-inference-rule: the model itself
+
+
+def test_eval_cli_attacks_the_model_as_its_method_deploys_it(checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", checkpoint, "--attacks", "fgsm", "--eot", "1", "--draws", "1",
+                 "--protocol", "seed", "--max-samples", "8", "--no-sanity", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["method"]["name"] == "rse" and res["settings"]["method"]["inference"].startswith("MeanSoftmax")
+    assert res["meta"]["model"] == "MeanSoftmax"  # RSE's ensemble of 20 draws is what was attacked
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -376,3 +376,29 @@ def test_two_hooks_defining_the_step_is_an_error():
         HookList(ForwardOnly(), ForwardOnly())
     with pytest.raises(ValueError, match="two hooks define the training loss"):
         HookList(MixHooks(0.5), HookList(MixHooks(0.5)))
+
+
+def test_recipe_null_is_the_methods_and_resumes_a_run_saved_with_it(tmp_path):
+    cfg = tiny(tmp_path, recipe="pgd", epochs=1)
+    fit(cfg)
+    r = fit(tiny(tmp_path, recipe=None, epochs=2), resume=True)  # "pgd" saved, null given: the same recipe
+    assert [h["epoch"] for h in r["history"]] == [1, 2]
+    assert TrainConfig(method="rse").resolved_recipe() == "pgd"
+    with pytest.raises(ValueError, match="cannot resume"):
+        fit(tiny(tmp_path, recipe="standard", epochs=3), resume=True)
+
+
+def test_register_method_decorator_of_the_earlier_api():
+    from fastnoise.convert import register_method
+
+    @register_method("legacy_fn")
+    def convert_legacy(model, scale=1.0):
+        """A conversion function registered the old way."""
+        return torch.nn.Sequential(model, torch.nn.Identity())
+
+    try:
+        assert methods.available()["legacy_fn"] == "A conversion function registered the old way."
+        out = fastnoise.convert(torch.nn.ReLU(), "legacy_fn", scale=2.0)
+        assert isinstance(out, torch.nn.Sequential)
+    finally:
+        methods.unregister("legacy_fn")
