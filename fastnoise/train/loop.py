@@ -55,6 +55,8 @@ def seed_everything(seed: int) -> None:
 
 # ---- attacks used for training and validation: fastnoise/adversarial.py (below the methods) ---------
 
+_uniform_rows = uniform_rows  # the earlier private name
+
 @torch.no_grad()
 def _count(model, x, y) -> int:
     return int((model(x).argmax(1) == y).sum())
