@@ -22,6 +22,7 @@ float32 on CPU; float32 and bfloat16 on a GPU.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -34,7 +35,7 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
 import fastnoise  # noqa: E402
-from benchmarks._common import Case, reference_variants, time_fn  # noqa: E402
+from benchmarks._common import Case, reference_variants, run_case, time_fn  # noqa: E402
 from fastnoise.ops.noise_conv import InputNoise, OutputNoise, WeightNoise, noise_conv2d  # noqa: E402
 from fastnoise.reference.noise_conv import eager_composition  # noqa: E402
 
@@ -84,8 +85,7 @@ def _make(method: str, batch: int, c_in: int, c_out: int, h: int, device: str, d
         kw = dict(device=device, dtype=dtype)
         inp = {"x": torch.randn(batch, c_in, h, h, **kw).requires_grad_(),
                "weight": (torch.randn(c_out, c_in, 3, 3, **kw) / (3 * c_in ** 0.5)).requires_grad_(),
-               "bias": torch.zeros(c_out, **kw).requires_grad_(),
-               "gout": torch.randn(batch, c_out, h, h, **kw)}
+               "bias": torch.zeros(c_out, **kw).requires_grad_()}
         if method == "ctrw":
             inp["mu"] = torch.ones(c_in, h, h, **kw).requires_grad_()
             inp["sigma"] = torch.ones(c_in, h, h, **kw).requires_grad_()
@@ -159,24 +159,16 @@ def saved_bytes(fn: Callable[[], object]) -> int:
 
 
 def run(case: Case, device: str, backward: bool, min_run_time: float) -> list[dict]:
+    """One row per pass: the median ms of every variant (timed side by side by `_common.run_case`) and the
+    bytes each variant saves for the backward."""
+    rows: dict = {}
+    for r in run_case(case, device, backward, min_run_time):
+        rows.setdefault(r["pass"], {"case": case.name, "pass": r["pass"]})[r["variant"]] = r["median_ms"]
     inp = case.make()
-    rows = []
-    for pass_name, with_bwd in [("fwd", False)] + ([("fwd+bwd", True)] if backward else []):
-        times = {}
-        for vname, fn in case.variants.items():
-            if with_bwd:
-                def call(fn=fn):
-                    fn(inp).backward(inp["gout"])
-            else:
-                def call(fn=fn):
-                    with torch.no_grad():
-                        fn(inp)
-            times[vname] = time_fn(call, device, min_run_time)
-        rows.append({"case": case.name, "pass": pass_name, **{k: v * 1e3 for k, v in times.items()}})
     saved = {v: saved_bytes(lambda v=v: case.variants[v](inp)) for v in case.variants if v != "compile(reference)"}
-    for r in rows:
+    for r in rows.values():
         r["saved"] = saved
-    return rows
+    return list(rows.values())
 
 
 def format_rows(rows: list[dict], backends: list[str]) -> str:
@@ -229,9 +221,9 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--dense-conv", action="store_true", help="compare the dense CPU convs instead")
     args = p.parse_args(argv)
-    import os
     alloc = "caching (MALLOC_MMAP_THRESHOLD_ set)" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "glibc default"
-    print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}, allocator: {alloc}")
+    print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}, allocator: {alloc}, "
+          f"load average {_load()}")
     if args.dense_conv:
         print(dense_conv_choice(args.device, args.min_run_time))
         return 0
@@ -246,7 +238,12 @@ def main(argv: Optional[list] = None) -> int:
         backends = [v for v in case.variants if v not in ("plain", "reference", "compile(reference)")]
     print()
     print(format_rows(rows, backends or []))
+    print(f"load average at the end: {_load()}")
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

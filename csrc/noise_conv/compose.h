@@ -21,7 +21,7 @@
 #include "noise/noise_math.h"
 #include "noise_conv/config.h"
 #include "sampled/aten_common.h"
-#include "sampled/geom.h"
+#include "common/conv_geom.h"
 
 namespace fastnoise {
 

@@ -20,7 +20,7 @@
 #pragma once
 #include <stdint.h>
 
-#include "sampled/geom.h"
+#include "common/conv_geom.h"
 
 namespace fastnoise {
 

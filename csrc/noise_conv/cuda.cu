@@ -13,6 +13,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
+#include "common/param_layout.h"
 #include "cuda_common.cuh"
 #include "noise_conv/launch.h"
 #include "philox.h"
@@ -25,21 +27,6 @@ constexpr int BN = kNcBlockN;
 constexpr int BK = 16;
 constexpr int TPB = 256;
 constexpr int RT = BM / 16, CT = BN / 16;
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-__device__ __forceinline__ void store_acc(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_acc(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store_acc(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store_acc(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-template <typename A>
-__device__ __forceinline__ A param_at(const A* p, int64_t P, int64_t inner, int64_t j) {
-  return P == 1 ? p[0] : p[(j / inner) % P];
-}
 
 template <typename T, typename A>
 __global__ void __launch_bounds__(TPB) noise_conv_kernel(const ConvGeom g, const NoiseConvArgs a,
@@ -184,13 +171,10 @@ cudaError_t launch_noise_conv(const ConvGeom& g, const NoiseConvArgs& a, int dty
   if (a.in_mode < kNcFusedInNone || a.in_mode > kNcFusedInAdd || a.out_mode < kNcFusedOutNone ||
       a.out_mode > kNcFusedOutAdd)
     return cudaErrorInvalidValue;
-  switch (dtype) {
-    case kNcFloat32: return launch_typed<float, float>(g, a, stream);
-    case kNcFloat16: return launch_typed<__half, float>(g, a, stream);
-    case kNcBFloat16: return launch_typed<__nv_bfloat16, float>(g, a, stream);
-    case kNcFloat64: return launch_typed<double, double>(g, a, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using Tag = decltype(tag);
+    return launch_typed<typename Tag::type, typename Tag::math>(g, a, stream);
+  });
 }
 
 }  // namespace fastnoise

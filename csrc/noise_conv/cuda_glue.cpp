@@ -7,23 +7,13 @@
 
 #include <tuple>
 
+#include "common/dtype_aten.h"
 #include "cuda_glue.h"
 #include "noise_conv/compose.h"
 #include "noise_conv/launch.h"
 
 namespace fastnoise {
 namespace {
-
-int nc_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kNcFloat32;
-    case at::kHalf: return kNcFloat16;
-    case at::kBFloat16: return kNcBFloat16;
-    case at::kDouble: return kNcFloat64;
-    default: TORCH_CHECK(false, "noise_conv2d: x must be float32, float16, bfloat16 or float64, got ", t);
-  }
-  return -1;
-}
 
 const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
@@ -103,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor> noise_conv2d_cuda(
     k.state = state.data_ptr<int64_t>();
     k.base_in = a.lay.base_in;
     k.base_out = a.lay.base_out;
-    FASTNOISE_CUDA_CHECK(launch_noise_conv(g, k, nc_dtype(x.scalar_type()), c10::cuda::getCurrentCUDAStream()));
+    FASTNOISE_CUDA_CHECK(launch_noise_conv(g, k, dtype_code(x.scalar_type(), "noise_conv2d: x"), c10::cuda::getCurrentCUDAStream()));
   }
   if (late) {
     s_out = nc_amp(y, true, scales[2], a.md);

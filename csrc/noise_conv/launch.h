@@ -3,12 +3,13 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "sampled/geom.h"
+#include "common/conv_geom.h"
+#include "common/dtype.h"
 
 namespace fastnoise {
 
-// dtype codes of x / weight / bias / out (the math type A is double for float64, float otherwise)
-enum NcDtype : int { kNcFloat32 = 0, kNcFloat16 = 1, kNcBFloat16 = 2, kNcFloat64 = 3 };
+// dtype of x / weight / bias / out: a code of common/dtype.h (the math type A is double for float64, float
+// otherwise).
 // how the fused kernel applies the input noise on the x tile loads / the output noise in the epilogue
 enum NcFusedIn : int { kNcFusedInNone = 0, kNcFusedInFactorMul = 1, kNcFusedInFactorAdd = 2, kNcFusedInMul = 3,
                        kNcFusedInAdd = 4 };

@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "sampled/launch.h"
 
@@ -27,16 +28,6 @@ constexpr int BN = kSampledBlockN;  // columns (output channels) per tile
 constexpr int BK = 16;              // reduction chunk
 constexpr int TPB = 256;            // threads per block: 16 x 16, each 4 x 4 outputs
 constexpr int RT = BM / 16, CT = BN / 16;
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-__device__ __forceinline__ void store_acc(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_acc(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store_acc(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store_acc(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <typename T, typename A>
 __global__ void __launch_bounds__(TPB) sampled_product_kernel(const ConvGeom g, const SampledArgs a,
@@ -183,13 +174,10 @@ cudaError_t launch_typed(const ConvGeom& g, const SampledArgs& a, cudaStream_t s
 }  // namespace
 
 cudaError_t launch_sampled_product(const ConvGeom& g, const SampledArgs& a, int dtype, cudaStream_t stream) {
-  switch (dtype) {
-    case kSpFloat32: return launch_typed<float, float>(g, a, stream);
-    case kSpFloat16: return launch_typed<__half, float>(g, a, stream);
-    case kSpBFloat16: return launch_typed<__nv_bfloat16, float>(g, a, stream);
-    case kSpFloat64: return launch_typed<double, double>(g, a, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using Tag = decltype(tag);
+    return launch_typed<typename Tag::type, typename Tag::math>(g, a, stream);
+  });
 }
 
 }  // namespace fastnoise

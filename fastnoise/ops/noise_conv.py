@@ -56,72 +56,23 @@ noise kernels for the parameter gradients).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 
 from .. import _backend, _checks
-from . import _noise
+from . import _conv, _noise
 from ._dispatch import kernel
+# the kernel config and stream layout live with the reference (below this layer; csrc/noise_conv/config.h)
+from ..reference.noise_conv import (IN_ADD, IN_MUL, IN_NONE, NEED_BIAS, NEED_IN_A, NEED_IN_B,  # noqa: F401
+                                    NEED_OUT_SIGMA, NEED_W, NEED_W_ALPHA, NEED_X, OUT_ADD, OUT_NONE, W_ADD, W_NONE,
+                                    W_REPLACE, Config, Layout, _out_shape, layout)
 
 __all__ = ["InputNoise", "WeightNoise", "OutputNoise", "noise_conv2d", "noise_linear", "stream_numel",
            "NEED_X", "NEED_W", "NEED_BIAS", "NEED_IN_A", "NEED_IN_B", "NEED_W_ALPHA", "NEED_OUT_SIGMA"]
 
 Param = Union[float, int, torch.Tensor]
 _Pair = Union[int, Sequence[int]]
-
-# site modes (the kernel config, csrc/noise_conv/config.h)
-IN_NONE, IN_MUL, IN_ADD = 0, 1, 2
-W_NONE, W_ADD, W_REPLACE = 0, 1, 2
-OUT_NONE, OUT_ADD = 0, 1
-# bits of `need` in the backward kernel
-NEED_X, NEED_W, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_W_ALPHA, NEED_OUT_SIGMA = 1, 2, 4, 8, 16, 32, 64
-
-
-class Config(NamedTuple):
-    """The integer kernel configuration (``cfg: int[]`` of the kernel schema, in this order)."""
-    in_mode: int = IN_NONE
-    in_inner_a: int = 1
-    in_inner_b: int = 1
-    in_shared: int = 0
-    in_std: int = 0
-    w_mode: int = W_NONE
-    w_inner: int = 1
-    w_std: int = 0
-    out_mode: int = OUT_NONE
-    out_inner: int = 1
-    out_shared: int = 0
-    out_std: int = 0
-
-
-def _r4(n: int) -> int:
-    return (int(n) + 3) // 4 * 4
-
-
-class Layout(NamedTuple):
-    """Stream offsets of the three sites (relative to the state's offset) and the call's total."""
-    base_in: int
-    base_w: int
-    base_out: int
-    total: int
-    n_in: int
-    n_w: int
-    n_out: int
-
-
-def layout(cfg: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int], y_shape: Sequence[int]) -> Layout:
-    """The stream layout of one call (module docstring)."""
-    c = Config(*cfg)
-    chw = math.prod(x_shape[1:])
-    nl = math.prod(y_shape[1:])
-    n_in = 0 if c.in_mode == IN_NONE else (chw if c.in_shared else x_shape[0] * chw)
-    n_w = 0 if c.w_mode == W_NONE else math.prod(w_shape)
-    n_out = 0 if c.out_mode == OUT_NONE else (nl if c.out_shared else y_shape[0] * nl)
-    b_w = _r4(n_in)
-    b_out = b_w + _r4(n_w)
-    return Layout(0, b_w, b_out, b_out + _r4(n_out), n_in, n_w, n_out)
-
 
 # ---- the three sites --------------------------------------------------------------------------------
 
@@ -252,12 +203,6 @@ def _scale(name: str, v: object) -> float:
     return _checks.number(name, v, lo=0.0)
 
 
-def _out_shape(x_shape, w_shape, stride, padding, dilation) -> tuple:
-    ho = (x_shape[2] + 2 * padding[0] - dilation[0] * (w_shape[2] - 1) - 1) // stride[0] + 1
-    wo = (x_shape[3] + 2 * padding[1] - dilation[1] * (w_shape[3] - 1) - 1) // stride[1] + 1
-    return (x_shape[0], w_shape[0], ho, wo)
-
-
 class _Packed(NamedTuple):
     in_a: torch.Tensor
     in_b: torch.Tensor
@@ -345,8 +290,8 @@ def stream_numel(x_shape: Sequence[int], weight_shape: Sequence[int], *, stride:
     """Number of stream elements one `noise_conv2d` call with these shapes and sites uses (a layer
     advances its `fastnoise.rng.PhiloxStream` by this much per draw). A linear layer: ``x_shape = [R, K,
     1, 1]``, ``weight_shape = [N, K, 1, 1]``."""
-    from .sampled import _pair
-    stride, padding, dilation = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    stride, padding, dilation = (_conv.pair("stride", stride, 1), _conv.pair("padding", padding, 0),
+                                 _conv.pair("dilation", dilation, 1))
     y_shape = _out_shape(tuple(x_shape), tuple(weight_shape), stride, padding, dilation)
     cfg = Config(in_mode=IN_NONE if input_noise is None else IN_ADD,
                  in_shared=int(bool(input_noise is not None and input_noise.shared)),

@@ -11,16 +11,75 @@ differentiates it: the ground truth every backend is tested against.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..ops.noise_conv import (IN_MUL, IN_NONE, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_OUT_SIGMA, NEED_W, NEED_W_ALPHA,
-                              NEED_X, OUT_NONE, W_NONE, W_REPLACE, Config, InputNoise, OutputNoise, WeightNoise,
-                              _out_shape, layout)
 from .rng import philox
 
+
+# ---- the kernel contract: config, stream layout (csrc/noise_conv/config.h; fastnoise.ops.noise_conv re-exports) --
+
+# site modes
+IN_NONE, IN_MUL, IN_ADD = 0, 1, 2
+W_NONE, W_ADD, W_REPLACE = 0, 1, 2
+OUT_NONE, OUT_ADD = 0, 1
+# bits of `need` in the backward kernel
+NEED_X, NEED_W, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_W_ALPHA, NEED_OUT_SIGMA = 1, 2, 4, 8, 16, 32, 64
+
+
+class Config(NamedTuple):
+    """The integer kernel configuration (``cfg: int[]`` of the kernel schema, in this order)."""
+    in_mode: int = IN_NONE
+    in_inner_a: int = 1
+    in_inner_b: int = 1
+    in_shared: int = 0
+    in_std: int = 0
+    w_mode: int = W_NONE
+    w_inner: int = 1
+    w_std: int = 0
+    out_mode: int = OUT_NONE
+    out_inner: int = 1
+    out_shared: int = 0
+    out_std: int = 0
+
+
+def _r4(n: int) -> int:
+    return (int(n) + 3) // 4 * 4
+
+
+class Layout(NamedTuple):
+    """Stream offsets of the three sites (relative to the state's offset) and the call's total."""
+    base_in: int
+    base_w: int
+    base_out: int
+    total: int
+    n_in: int
+    n_w: int
+    n_out: int
+
+
+def layout(cfg: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int], y_shape: Sequence[int]) -> Layout:
+    """The stream layout of one call (module docstring)."""
+    c = Config(*cfg)
+    chw = math.prod(x_shape[1:])
+    nl = math.prod(y_shape[1:])
+    n_in = 0 if c.in_mode == IN_NONE else (chw if c.in_shared else x_shape[0] * chw)
+    n_w = 0 if c.w_mode == W_NONE else math.prod(w_shape)
+    n_out = 0 if c.out_mode == OUT_NONE else (nl if c.out_shared else y_shape[0] * nl)
+    b_w = _r4(n_in)
+    b_out = b_w + _r4(n_w)
+    return Layout(0, b_w, b_out, b_out + _r4(n_out), n_in, n_w, n_out)
+
+
+def _out_shape(x_shape, w_shape, stride, padding, dilation) -> tuple:
+    ho = (x_shape[2] + 2 * padding[0] - dilation[0] * (w_shape[2] - 1) - 1) // stride[0] + 1
+    wo = (x_shape[3] + 2 * padding[1] - dilation[1] * (w_shape[3] - 1) - 1) // stride[1] + 1
+    return (x_shape[0], w_shape[0], ho, wo)
+
+
+# ---- the reference kernels ----------------------------------------------------------------------------
 
 def math_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -142,11 +201,11 @@ def _std_of(t: torch.Tensor) -> torch.Tensor:
 
 
 def eager_composition(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *, stride=1,
-                      padding=0, dilation=1, groups=1, input_noise: Optional[InputNoise] = None,
-                      weight_noise: Optional[WeightNoise] = None,
-                      output_noise: Optional[OutputNoise] = None) -> torch.Tensor:
+                      padding=0, dilation=1, groups=1, input_noise=None, weight_noise=None,
+                      output_noise=None) -> torch.Tensor:
     """The same noisy conv in plain eager PyTorch: noise tensors from ``torch.randn``, elementwise ops,
-    ``F.conv2d``. Autograd saves what these ops need (the noisy x', W', the noise tensors)."""
+    ``F.conv2d``; the sites are `fastnoise.ops.InputNoise` / `WeightNoise` / `OutputNoise` (read by
+    attribute: this module sits below fastnoise.ops). Autograd saves what these ops need (the noisy x', W', the noise tensors)."""
     if input_noise is not None:
         n = input_noise
         d = torch.randn((1,) + tuple(x.shape[1:]) if n.shared else x.shape, dtype=x.dtype, device=x.device)

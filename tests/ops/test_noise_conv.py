@@ -13,15 +13,14 @@ import torch
 import torch.nn.functional as F
 
 import fastnoise
-from conformance import Spec, install
+from conformance import Spec, backends_on, install
 from conformance import bad_inputs as _bad
 from fastnoise.ops import noise_conv as nc
 from fastnoise.ops.noise_conv import InputNoise, OutputNoise, WeightNoise, noise_conv2d, noise_linear
 from fastnoise.reference.noise_conv import eager_composition
 
 SEED, OFFSET = 77, 5
-BACKENDS = ("cpu", "triton", "cuda")
-CPU_BACKENDS = ["reference", "cpu", "triton"]
+CPU_BACKENDS = backends_on("cpu", "noise_conv")  # reference, cpu, triton (the dispatch table)
 
 # conv shapes: (B, C, H, W, N, k, stride, padding, dilation, groups). TINY (the harness's gradcheck picks the
 # shape whose entries multiply to <= 64: the Triton interpreter is slow), one with stride, dilation and
@@ -150,7 +149,7 @@ for kind, grad_extra, gradcheck, shapes in [
         ("all2", ("mu", "sigma", "alpha", "osigma"), False, CONV_SHAPES)]:  # gradients vs the reference only
     SPECS.append(Spec(name=f"noise_conv2d_{kind}", fn=_fn(kind), make=_make(kind), shapes=shapes,
                       grad_inputs=("x", "weight", "bias") + grad_extra, gradcheck=gradcheck,
-                      op_call=_op_call(kind), noncontig_inputs=("x", "weight"), backends=BACKENDS,
+                      op_call=_op_call(kind), noncontig_inputs=("x", "weight"), family="noise_conv",
                       bad_inputs=_COMMON_BAD + BAD[kind] if kind in BAD else ()))
 
 
@@ -184,7 +183,7 @@ def _linear_op_call(i, backend):
 
 LINEAR = Spec(name="noise_linear", fn=_linear_fn, make=_make_linear, shapes=[(3, 5, 4), (0, 5, 4)], gradcheck=False,
               grad_inputs=("x", "weight", "bias", "sigma", "alpha", "osigma"), op_call=_linear_op_call,
-              noncontig_inputs=("x", "weight"), backends=BACKENDS, bad_inputs=[
+              noncontig_inputs=("x", "weight"), family="noise_conv", bad_inputs=[
                   ("weight-shape", _bad(weight=lambda i: i["weight"][:, :-1]), ValueError, r"weight must have shape \[N, K=5\]"),
                   ("sigma-shape", _bad(sigma=lambda i: torch.ones(3)), ValueError, r"input_noise.sigma must broadcast to x.shape\[-1:\] \(5,\)"),
                   ("alpha-3d", _bad(alpha=lambda i: torch.ones(4, 5, 1)), ValueError, "weight_noise.alpha must broadcast to weight.shape")])
