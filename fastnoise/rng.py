@@ -130,7 +130,11 @@ class PhiloxStream(torch.nn.Module):
         self.register_buffer("state", make_state(seed, 0))
 
     def next(self, numel: int) -> torch.Tensor:
-        current = self.state.clone()
+        # `+ 0`, not `.clone()`: under torch.compile (2.13) inductor drops a clone of a buffer that is mutated
+        # afterwards (pytorch/pytorch#198031, #156786), so the state saved for the backward aliased the
+        # advanced buffer and every noise-dependent gradient was computed from the next draw's noise
+        # (design note 24; tests/nn/test_noise_layers.py, tests/nn/test_noise_conv_layers.py check it).
+        current = self.state + 0
         self.state[1] += _round4(numel)
         return current
 
