@@ -15,6 +15,8 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(fastnoise_kernels, m) {
   // rng: state = int64[2] (seed, offset); kind 0 raw (int64 out), 1 uniform, 2 normal (float32 out)
   m.def("philox(Tensor state, int count, int kind) -> Tensor");
+  // the normals of given Philox blocks: words int64 [n, 4] -> float32 [n, 4] (tests of the transform)
+  m.def("box_muller(Tensor words) -> Tensor");
   // noise: op 0 add, 1 mul, 2 sal (csrc/noise/noise_math.h); a, b = 1-D params in the math type
   // (float32, float64 for float64 x), element i uses a[(i / inner_a) % a.numel()]; b may be empty.
   // backward: need = bits 1 grad_x, 2 grad_a, 4 grad_b; grad_a / grad_b are the [P] gradients of a / b
