@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..nn import is_randomized, noise_modules
+from ..nn.draws import DEFAULT_MAX_BATCH, batchable, grouped
 from .registry import ATTACKS, check_eps, check_name, make_attack
 
 __all__ = ["evaluate", "PROTOCOLS"]
@@ -88,9 +89,33 @@ def _collect(loader, n_max: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, 
 
 @torch.no_grad()
 def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int, draws: int,
-             seed: int) -> torch.Tensor:
-    """bool [draws, n]: prediction == label for `draws` independent inference passes (fresh noise)."""
+             seed: int, batch: Optional[bool] = None, max_batch: int = DEFAULT_MAX_BATCH) -> torch.Tensor:
+    """bool [draws, n]: prediction == label for `draws` independent inference passes (fresh noise).
+
+    The passes are the calls (draw d, batch i) in that order. When the model allows batched draws
+    (`fastnoise.nn.draws.batchable`) consecutive calls of equal batch size run as one forward of their
+    inputs concatenated (at most `max_batch` samples), as replica groups (`fastnoise.nn.draws.grouped`):
+    the noise streams advance through the same elements in the same order, so the predictions are those
+    of the sequential calls (per-element Philox layers draw nothing from torch's RNG, so the per-draw
+    torch seeds are not needed there).
+    """
     out = torch.zeros(draws, len(x), dtype=torch.bool)
+    if len(x) and draws > 1 and (batchable(model) if batch is None else batch):
+        calls = [(d, i) for d in range(draws) for i in range(0, len(x), bs)]
+        k = 0
+        while k < len(calls):
+            size = min(bs, len(x) - calls[k][1])
+            run = [calls[k]]
+            while (k + len(run) < len(calls) and min(bs, len(x) - calls[k + len(run)][1]) == size
+                   and (len(run) + 1) * size <= max_batch):
+                run.append(calls[k + len(run)])
+            xin = torch.cat([x[i:i + size] for _, i in run])
+            with grouped(len(run)):
+                pred = model(xin).argmax(1).view(len(run), size)
+            for r, (d, i) in enumerate(run):
+                out[d, i:i + size] = (pred[r] == y[i:i + size]).cpu()
+            k += len(run)
+        return out
     for d in range(draws):
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed + 7919 * d)  # torch-RNG noise layers; Philox layers advance their offsets
@@ -99,8 +124,9 @@ def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int, 
     return out
 
 
-def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, log) -> dict:
-    atk = make_attack(name, model, eps, eot=eot, steps=steps, seed=seed, n_classes=n_classes, **kw)
+def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, log, batch_draws=None) -> dict:
+    atk = make_attack(name, model, eps, eot=eot, steps=steps, seed=seed, n_classes=n_classes, eot_batch=batch_draws,
+                      **kw)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     with torch.enable_grad():  # attacks need autograd even when evaluate() is called under no_grad
@@ -152,7 +178,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
              sanity_eps: Optional[float] = 1.0, sanity_threshold: float = 0.05,
              attack_kwargs: Optional[Mapping[str, dict]] = None, n_classes: Optional[int] = None,
              batch_size: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
-             method=None) -> dict:
+             method=None, batch_draws: Optional[bool] = None) -> dict:
     """Robust accuracy of `model` on `loader` under `attacks` at each L-inf radius in `eps`.
 
     model: classifier on inputs in [0, 1] -> logits [N, classes]; NoiseModules keep their noise mode.
@@ -167,6 +193,8 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     method: the defense method `model` was converted with (a name or a `fastnoise.methods.Method`): the
     model is evaluated as the method deploys it (`Method.deploy`, e.g. RSE's ensemble) and the method's
     evaluation spec (stochastic, draws, inference rule, its paper's protocol) is recorded in the settings.
+    batch_draws: run the EOT draws of each attack step and the inference draws as batched forwards (None:
+    when the model allows it, `fastnoise.nn.draws.batchable`; the same results as sequential passes).
     Returns a JSON-able dict (see `write_reports`).
     """
     if not isinstance(model, torch.nn.Module):
@@ -217,7 +245,8 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     try:  # seeded attacks and draws must not leave the caller's global RNG state changed
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             res = _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed,
-                            steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+                            steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log,
+                            batch_draws)
             if spec is not None:
                 res["settings"]["method"] = spec
             return res
@@ -226,7 +255,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
 
 
 def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed, steps, eot_curve,
-              curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log) -> dict:
+              curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log, batch_draws=None) -> dict:
     N = len(x_all)
     randomized = is_randomized(model)
     notes = []
@@ -241,7 +270,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
             n_classes = int(model(x_all[:1]).shape[1]) if N else 10
     t_start = time.perf_counter()
 
-    clean = _correct(model, x_all, y_all, bs, n_draws, seed + 2)
+    clean = _correct(model, x_all, y_all, bs, n_draws, seed + 2, batch=batch_draws)
     clean_stats = _stats(clean)
     log(f"[eval] clean: {clean_stats['mean']:.4f} ± {clean_stats['std']:.4f} (n={N}, {n_draws} draws)")
 
@@ -254,12 +283,12 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                 try:
                     r = _run_attack(model, a, e if e is not None else 0.0, x_all[:n_a], y_all[:n_a], bs, eot=e_eot,
                                     seed=seed, n_classes=n_classes, steps=steps.get(a),
-                                    kw=attack_kwargs.get(a, {}), log=log)
+                                    kw=attack_kwargs.get(a, {}), log=log, batch_draws=batch_draws)
                 except Exception as exc:  # one attack's failure is recorded, the others still run
                     errors.append({"attack": a, "eps": e, "protocol": p, "error": f"{type(exc).__name__}: {exc}"})
                     log(f"[eval] {a} eps={e} {p}: FAILED ({errors[-1]['error']})")
                     continue
-                corr = _correct(model, r["adv"], y_all[:n_a], bs, n_draws, seed + 2)
+                corr = _correct(model, r["adv"], y_all[:n_a], bs, n_draws, seed + 2, batch=batch_draws)
                 correct_of[(a, e, p)] = corr
                 st = _stats(corr)
                 desc = r["describe"]
@@ -296,8 +325,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         for k in eot_curve:
             r = _run_attack(model, curve_attack, eps_list[0], x_all[:n_c], y_all[:n_c], bs, eot=k, seed=seed,
                             n_classes=n_classes, steps=steps.get(curve_attack),
-                            kw=attack_kwargs.get(curve_attack, {}), log=log)
-            st = _stats(_correct(model, r["adv"], y_all[:n_c], bs, n_draws, seed + 3))
+                            kw=attack_kwargs.get(curve_attack, {}), log=log, batch_draws=batch_draws)
+            st = _stats(_correct(model, r["adv"], y_all[:n_c], bs, n_draws, seed + 3, batch=batch_draws))
             pts.append({"eot": k, "accuracy": st, "forwards_per_sample": r["samples"] / max(n_c, 1),
                         "seconds": r["seconds"]})
             log(f"[eval] EOT curve {curve_attack} eps={eps_list[0]} eot={k}: {st['mean']:.4f} ± {st['std']:.4f}")
@@ -310,8 +339,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         n_s = min(N, lim.get("sanity", min(lim["default"] or 64, 64)))
         p, e_eot = runs[0]
         r = _run_attack(model, "pgd20", sanity_eps, x_all[:n_s], y_all[:n_s], bs, eot=e_eot, seed=seed,
-                        n_classes=n_classes, steps=None, kw={}, log=log)
-        st = _stats(_correct(model, r["adv"], y_all[:n_s], bs, n_draws, seed + 4))
+                        n_classes=n_classes, steps=None, kw={}, log=log, batch_draws=batch_draws)
+        st = _stats(_correct(model, r["adv"], y_all[:n_s], bs, n_draws, seed + 4, batch=batch_draws))
         sanity = {"attack": "pgd20", "eps": sanity_eps, "protocol": p, "eot": e_eot, "n": n_s, "accuracy": st,
                   "threshold": sanity_threshold, "passed": bool(st["mean"] <= sanity_threshold)}
         log(f"[eval] sanity pgd20 eps={sanity_eps}: {st['mean']:.4f} "
@@ -324,6 +353,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         "settings": {"attacks": attacks, "eps": eps_list, "eot": eot, "draws": n_draws, "protocols": [p for p, _ in runs],
                      "seed": seed, "n_samples": N, "n_classes": n_classes, "randomized": randomized,
                      "noise_modules": len(nm), "noise_modes": sorted({m.noise_mode for m in nm}),
+                     "batched_draws": bool(batchable(model) if batch_draws is None else batch_draws),
                      "max_samples": {k: v for k, v in lim.items()}, "notes": notes},
         "clean": {"n": N, "accuracy": clean_stats},
         "rows": rows,
