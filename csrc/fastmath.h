@@ -20,8 +20,8 @@
 #define FN_FP_CONTRACT_OFF_END
 #define FN_FP_CONTRACT_OFF_BODY _Pragma("clang fp contract(off)")
 #elif defined(__GNUC__)
-#define FN_FP_CONTRACT_OFF_BEGIN
-#define FN_FP_CONTRACT_OFF_END
+#define FN_FP_CONTRACT_OFF_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"fp-contract=off\")")
+#define FN_FP_CONTRACT_OFF_END _Pragma("GCC pop_options")
 #define FN_FP_CONTRACT_OFF_BODY
 #else
 #define FN_FP_CONTRACT_OFF_BEGIN
