@@ -25,7 +25,7 @@ $(VENV)/.deps: $(PY) Makefile
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CSRC)
-	FASTNOISE_NATIVE=$${FASTNOISE_NATIVE:-1} MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install -q --no-build-isolation --no-deps -e .
+	FASTNOISE_NATIVE=$${FASTNOISE_NATIVE:-0} MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.built

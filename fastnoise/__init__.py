@@ -4,6 +4,7 @@ Ops (`fastnoise.ops`), the shared Philox RNG (`fastnoise.rng`), drop-in layers (
 and backends `reference`, `cpu` (C++), `triton` and `cuda` chosen with `use_backend`.
 """
 from . import _ext
+from ._cpu_capability import CpuCapabilityError
 from ._backend import BACKENDS, BackendUnavailableError, available_backends, current_backend, use_backend
 from .version import __version__
 from . import rng, ops
@@ -11,7 +12,19 @@ from .convert import convert
 from .bitops import bitops
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "current_backend", "use_backend",
-           "rng", "ops", "convert", "bitops", "nenni", "__version__", "info"]
+           "rng", "ops", "convert", "bitops", "nenni", "__version__", "info", "cpu_capability", "CpuCapabilityError"]
+
+
+def cpu_capability():
+    """The instruction set of the CPU kernels in use: "avx512", "avx2", "generic" or "native" (None: not built).
+
+    Chosen once at `import fastnoise` from the running CPU (the fastest build it supports) unless the
+    environment variable FASTNOISE_CPU_CAPABILITY names one; every choice gives the same results.
+
+    >>> fastnoise.cpu_capability()   # doctest: +SKIP
+    'avx2'
+    """
+    return _ext.cpu_capability()
 
 
 def info() -> str:
