@@ -1,7 +1,10 @@
 # fastnoise developer entry points. Two commands on a fresh clone:
 #   make demo   set up .venv, build, run the main job on the embedded default data set
 #   make test   set up .venv, build, compile-check every CUDA source, run the whole test suite
-# Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean.
+# Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean,
+#   make gpu-check [OUT=dir] [DRY_RUN=1]  GPU validation, one report (tools/gpu_check.py, docs/gpu.md).
+#   make test-cpu-capabilities  the op tests with every other CPU capability forced (FASTNOISE_CPU_CAPABILITY).
+#   FASTNOISE_NATIVE=1 make setup  also builds the -march=native CPU kernels (loaded where they can run).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +14,7 @@ TRITON_PIN ?= triton==3.6.0
 PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout
 CSRC := $(shell find csrc -type f) setup.py pyproject.toml
 
-.PHONY: setup demo test bench cuda-check clean
+.PHONY: setup demo test test-cpu-capabilities bench cuda-check gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,8 +47,25 @@ cuda-check:
 test: setup cuda-check
 	TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TRITON_INTERPRET=1 $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900
 
+# The op tests on the C++ kernels with each other CPU capability this CPU supports forced (the whole suite ran
+# with the fastest one). Triton's interpreter tests are left out: they do not use the C++ kernels.
+CAP_TESTS ?= $(wildcard tests/ops/test_*.py tests/test_rng.py tests/test_noise_*.py tests/test_mask_blend.py \
+  tests/test_ternary_projection.py tests/test_sampled.py tests/test_cpu_capability.py)
+test-cpu-capabilities: setup
+	@for cap in $$($(PY) -c "from fastnoise import _ext; print(' '.join(_ext.cpu_capabilities()[1][1:]))"); do \
+	  echo "test-cpu-capabilities: FASTNOISE_CPU_CAPABILITY=$$cap"; \
+	  FASTNOISE_CPU_CAPABILITY=$$cap TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 $(PY) -m pytest $(CAP_TESTS) -q \
+	    -p no:cacheprovider -k "not triton" --timeout=900 || exit 1; \
+	done
+
+# On a machine with a CUDA torch and nvcc (no .venv there: its own python3): build, GPU tests, compute-sanitizer,
+# GPU benchmarks in at most 8 minutes; OUT gets report.md + report.csv. DRY_RUN=1 (CI): list it all on a CPU.
+OUT ?= runs/gpu-check
+gpu-check: $(if $(DRY_RUN),setup)
+	$(if $(DRY_RUN),$(PY),$(if $(wildcard $(PY)),$(PY),python3)) tools/gpu_check.py "$(OUT)" $(if $(DRY_RUN),--dry-run)
+
 bench: setup
 	$(PY) -m fastnoise bench
 
 clean:
-	rm -rf build $(VENV) *.egg-info fastnoise/*.so fastnoise/_build_info.json
+	rm -rf build dist $(VENV) *.egg-info fastnoise/*.so fastnoise/_build_info.json

@@ -42,43 +42,27 @@ def read_sources() -> dict:
     return kinds
 
 
-def read_capabilities() -> dict:
-    """Parse csrc/cpu_capabilities.txt (read by CMakeLists.txt too): {name: {machines, needs, flags}}."""
-    caps = {}
-    for line in (ROOT / "csrc" / "cpu_capabilities.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, machines, needs, flags = (f.strip() for f in line.split("|"))
-        caps[name] = {"machines": machines.split(), "needs": [] if needs.startswith("(") else needs.split(),
-                      "flags": flags.split()}
-    return caps
+def _capability_module():
+    """fastnoise/_cpu_capability.py, loaded by path (importing the package would load the kernels)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_fastnoise_cpu_capability", ROOT / "fastnoise" / "_cpu_capability.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def host_cpu_flags() -> list:
-    """Flags of this machine's CPU as /proc/cpuinfo lists them (x86 `flags`, Arm `Features`); [] elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return sorted(set(value.split()))
-    return []
+CAP = _capability_module()
 
 
 def capabilities_to_build(caps: dict) -> list:
-    machine = platform.machine().lower().replace("amd64", "x86_64")
-    here = [n for n, c in caps.items() if n not in ("common", "native")
-            and ("*" in c["machines"] or machine in c["machines"])]
+    here = CAP.buildable(caps)
     asked = os.environ.get("FASTNOISE_CPU_CAPABILITIES", "").strip()
     if asked:
         names = [a.strip().lower() for a in asked.split(",") if a.strip()]
         valid = here + ["native"]
         bad = [n for n in names if n not in valid]
         if bad:
-            raise ValueError(f"FASTNOISE_CPU_CAPABILITIES: {bad} cannot be built on {machine}; "
+            raise ValueError(f"FASTNOISE_CPU_CAPABILITIES: {bad} cannot be built on {CAP.machine()}; "
                              f"valid: {', '.join(valid)}")
     else:
         names = list(here)
@@ -128,14 +112,14 @@ class Build(BuildExtension):
 
 def main() -> None:
     src = read_sources()
-    caps = read_capabilities()
+    caps = CAP.read_table(ROOT / "csrc" / "cpu_capabilities.txt")
     build_caps = capabilities_to_build(caps)
     cuda = want_cuda()
-    include = [str(ROOT / "csrc")]
+    include = [str(ROOT / "csrc")]  # copied per extension: CppExtension appends torch's paths to the list in place
     ext = []
     for name in build_caps:
         cxx = caps["common"]["flags"] + caps[name]["flags"] + [f"-DFASTNOISE_CPU_CAPABILITY={name}", "-fopenmp"]
-        ext.append(CppExtension(f"fastnoise._C_{name}", src["cpu"], include_dirs=include,
+        ext.append(CppExtension(f"fastnoise._C_{name}", src["cpu"], include_dirs=list(include),
                                 extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]))
     arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
     if cuda:
@@ -143,10 +127,10 @@ def main() -> None:
             arch = "8.0;9.0"
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
         ext.append(CUDAExtension(
-            "fastnoise._C_cuda", src["glue"] + src["cuda"], include_dirs=include,
+            "fastnoise._C_cuda", src["glue"] + src["cuda"], include_dirs=list(include),
             extra_compile_args={"cxx": ["-O3", "-std=c++17", "-g0"],
                                 "nvcc": ["-O3", "-std=c++17", "-lineinfo"]}))
-    native_needs = host_cpu_flags()
+    native_needs = sorted(CAP.cpu_flags())
     info = {
         "version": (ROOT / "fastnoise" / "version.py").read_text().split('"')[1],
         "torch": torch.__version__,

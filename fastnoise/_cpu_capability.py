@@ -7,6 +7,9 @@ FASTNOISE_NATIVE=1) and records in `_build_info.json` which were built and which
 whose flags the CPU has, or the one `FASTNOISE_CPU_CAPABILITY` names (for tests and benchmarks). All of them
 register the same `fastnoise_kernels` ops, so two are never loaded together. An unknown, unbuilt or
 unsupported name raises `CpuCapabilityError` naming the values that work here.
+
+This file imports nothing from fastnoise: setup.py and tools/gpu_check.py load it by path (before anything
+is built) to read csrc/cpu_capabilities.txt with `read_table` and to pick the build for a machine.
 """
 from __future__ import annotations
 
@@ -21,6 +24,31 @@ PREFERENCE = ("native", "avx512", "avx2", "generic")  # fastest first
 
 class CpuCapabilityError(ValueError):
     """FASTNOISE_CPU_CAPABILITY names a capability that is unknown, not built, or not supported by this CPU."""
+
+
+def read_table(path: Path) -> dict:
+    """csrc/cpu_capabilities.txt as {name: {"machines": [...], "needs": [...], "flags": [...]}} (file order)."""
+    caps = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, machines, needs, flags = (f.strip() for f in line.split("|"))
+        caps[name] = {"machines": machines.split(), "needs": [] if needs.startswith("(") else needs.split(),
+                      "flags": flags.split()}
+    return caps
+
+
+def machine() -> str:
+    """platform.machine() as the table names it (x86_64, aarch64, ...)."""
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def buildable(table: Mapping[str, dict], on: Optional[str] = None) -> list:
+    """The capabilities built by default on machine `on` (this one by default): all but `common` / `native`."""
+    on = on or machine()
+    return [n for n, c in table.items() if n not in ("common", "native") and ("*" in c["machines"] or on in c["machines"])]
 
 
 def cpu_flags() -> frozenset:
