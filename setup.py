@@ -5,7 +5,9 @@ The `cpu` sources of csrc/sources.txt are compiled once per capability of csrc/c
 `import fastnoise` loads the one the running CPU supports best (fastnoise/_cpu_capability.py).
 
 Environment:
-  FASTNOISE_CPU_CAPABILITIES=a,b  build only these capabilities (default: every one of this machine)
+  FASTNOISE_CPU_CAPABILITIES=a,b  build only these capabilities (default: every one of this machine's
+                     architecture, for a wheel that runs everywhere); `host`: only those this machine's CPU
+                     runs, i.e. can test (`make setup` and CI: no build that nothing here could load)
   FASTNOISE_NATIVE=1 also build `native` (-march=native: fastest here, runs only on CPUs with every flag of
                      this one); `import fastnoise` prefers it where it can run
   FASTNOISE_CUDA=1   force the CUDA extension (fails loudly if torch has no CUDA or nvcc is missing)
@@ -57,7 +59,10 @@ CAP = _capability_module()
 def capabilities_to_build(caps: dict) -> list:
     here = CAP.buildable(caps)
     asked = os.environ.get("FASTNOISE_CPU_CAPABILITIES", "").strip()
-    if asked:
+    if asked.lower() == "host":  # the ones this machine can run (and so test): generic + the supported others
+        flags = CAP.cpu_flags()
+        names = [n for n in here if set(caps[n]["needs"]) <= flags]
+    elif asked:
         names = [a.strip().lower() for a in asked.split(",") if a.strip()]
         valid = here + ["native"]
         bad = [n for n in names if n not in valid]

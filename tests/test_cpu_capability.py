@@ -75,16 +75,14 @@ def test_loaded_capability_is_the_fastest_supported_or_the_forced_one():
     assert f"CPU capability in use: {expected}" in fastnoise.info()
 
 
-@pytest.mark.parametrize("capability", BUILT + ["bogus"])
-def test_each_build_loads_or_refuses_clearly(capability):
-    """Forced builds load where the CPU supports them; the others stop `import fastnoise` with a clear error."""
+@pytest.mark.parametrize("capability", [c for c in BUILT if c not in SUPPORTED] + ["bogus"])
+def test_unsupported_or_unknown_build_refuses_clearly(capability):
+    """A build this CPU cannot run, or an unknown name, stops `import fastnoise` with a clear error (the
+    supported builds are forced and loaded by the `probes` fixture below, which checks the loaded name)."""
     r = _python("import fastnoise; print(fastnoise.cpu_capability())", capability)
-    if capability in SUPPORTED:
-        assert r.returncode == 0 and r.stdout.split()[-1] == capability, r.stderr
-    else:
-        assert r.returncode != 0
-        assert "CpuCapabilityError" in r.stderr and cc.ENV in r.stderr, r.stderr
-        assert f"supported values on this machine: {', '.join(SUPPORTED)} (or auto)" in r.stderr, r.stderr
+    assert r.returncode != 0
+    assert "CpuCapabilityError" in r.stderr and cc.ENV in r.stderr, r.stderr
+    assert f"supported values on this machine: {', '.join(SUPPORTED)} (or auto)" in r.stderr, r.stderr
 
 
 def test_cli_info_names_the_forced_capability():

@@ -73,6 +73,16 @@ COLUMNS = ["stage", "item", "status", "seconds", "median_ms", "x_vs_reference", 
            "frac_of_copy_bw", "frac_of_hbm_peak", "tflops", "frac_of_tc_peak", "peak_mem_mb", "detail"]
 
 
+CHILDREN: set = set()  # running child processes (each in its own process group), killed by the global watchdog
+
+
+def _kill(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def peaks_for(name: str) -> Optional[dict]:
     for pattern, peaks in GPU_PEAKS:
         if re.search(pattern, name):
@@ -85,13 +95,16 @@ def run(cmd: list, timeout: float, env: Optional[dict] = None, log: Optional[Pat
     t0 = time.time()
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
+    CHILDREN.add(p)
     try:
         out, _ = p.communicate(timeout=max(1.0, timeout))
         rc = p.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        _kill(p)
         out, _ = p.communicate()
         rc = None
+    finally:
+        CHILDREN.discard(p)
     if log is not None:
         log.write_text(out or "")
     return rc, out or "", time.time() - t0
@@ -106,6 +119,9 @@ class Check:
 
     def __init__(self, out: Path, dry: bool, budget: float):
         self.out, self.dry = out, dry
+        self.logs = out / "logs"  # raw logs, packed into OUT/logs.tar.gz by the final report
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.final = False
         self.t0 = time.time()
         self.end = self.t0 + budget
         scale = budget / sum(b for _, b in STAGES)
@@ -143,6 +159,7 @@ class Check:
         self.carry = max(0.0, allotted - used)
         self.stages.append({"stage": name, "allotted_s": round(allotted, 1), "used_s": round(used, 1), "status": status})
         print(f"[gpu-check] {name}: {status} ({used:.0f} s of {allotted:.0f} s)", flush=True)
+        self.report()  # partial report after every stage: a later stage that hangs or is killed loses nothing
 
     # ---- stages ----
     def env(self, deadline: float) -> str:
@@ -174,6 +191,20 @@ class Check:
             info["peaks"] = peaks_for(info["gpu"])
         else:
             info["gpu"] = "none (dry run)" if torch.cuda.is_available() else "none"
+        wheels = sorted((ROOT / ".whl").glob("*.whl"))  # pure-Python test deps carried to a machine without pip
+        if wheels:
+            site = Path(os.environ.get("TMPDIR", "/tmp")) / "fastnoise-gpu-check-site"
+            cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                   "--upgrade", "--target", str(site)] + [str(w) for w in wheels]
+            if self.dry:
+                info["carried_wheels"] = f"{len(wheels)} in .whl/ (not installed: dry run)"
+            else:
+                rc, out, _ = run(cmd, 60, log=self.logs / "wheels.log")
+                info["carried_wheels"] = f"{len(wheels)} from .whl/ into {site}" if rc == 0 else f"failed: {tail(out, 2)}"
+                if rc == 0:
+                    os.environ["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in
+                                                               os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+            info["carried_wheels"] += ": " + ", ".join(w.name for w in wheels)
         self.info = info
         for k, v in info.items():
             self.row("env", k, "ok", detail=json.dumps(v) if isinstance(v, dict) else str(v))
@@ -189,14 +220,14 @@ class Check:
         if self.dry:
             self.row("build", "CUDA extension + CPU kernels", NO_GPU, detail=shown)
             return NO_GPU
-        rc, out, sec = run(cmd, deadline - time.time(), env, self.out / "build.log")
+        rc, out, sec = run(cmd, deadline - time.time(), env, self.logs / "build.log")
         if rc != 0:
             why = "timed out (stage budget)" if rc is None else f"exit {rc}"
             self.row("build", "pip install -e .", f"failed: {why}", seconds=round(sec, 1), detail=tail(out))
             return f"failed: {why}"
         rc, out, _ = run([sys.executable, "-c", "import fastnoise, sys; print(fastnoise.info()); "
                           "sys.exit(0 if fastnoise._backend.is_usable('cuda', 'cuda') else 3)"], 120)
-        (self.out / "fastnoise_info.txt").write_text(out)
+        (self.logs / "fastnoise_info.txt").write_text(out)
         if rc != 0:
             self.row("build", "import fastnoise (cuda backend usable)", "failed", detail=tail(out))
             return "failed: cuda backend not usable after the build"
@@ -205,8 +236,8 @@ class Check:
         return "ok"
 
     def tests(self, deadline: float) -> str:
-        collected = self.out / "tests_collected.txt"
-        results = self.out / "tests.jsonl"
+        collected = self.logs / "tests_collected.txt"
+        results = self.logs / "tests.jsonl"
         for p in (collected, results):
             p.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -214,9 +245,9 @@ class Check:
                    GPU_CHECK_COLLECTED=str(collected), GPU_CHECK_RESULTS=str(results),
                    GPU_CHECK_DEADLINE=str(deadline - 10), TORCHINDUCTOR_FORCE_DISABLE_CACHES="1")
         cmd = [sys.executable, "-m", "pytest", "tests", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-               "-p", "gpu_check_pytest", "-o", "addopts="]
+               "-p", "gpu_check_pytest", "-o", "addopts=", "--continue-on-collection-errors"]
         if self.dry:
-            rc, out, sec = run(cmd + ["--collect-only"], deadline - time.time(), env, self.out / "tests.log")
+            rc, out, sec = run(cmd + ["--collect-only"], deadline - time.time(), env, self.logs / "tests.log")
             ids = collected.read_text().split() if collected.exists() else []
             if rc != 0 or not ids:
                 self.row("tests", "collect -m gpu", f"error: collection failed (exit {rc}, {len(ids)} tests)",
@@ -232,13 +263,16 @@ class Check:
             cmd += ["-n", str(min(8, max(1, (os.cpu_count() or 2) // 2)))]
         if importlib.util.find_spec("pytest_timeout") is not None:
             cmd += ["--timeout=120"]
-        rc, out, sec = run(cmd, deadline - time.time(), env, self.out / "tests.log")
+        rc, out, sec = run(cmd, deadline - time.time(), env, self.logs / "tests.log")
         ids = collected.read_text().split() if collected.exists() else []
         outcome: dict = {}
         if results.exists():
             for line in results.read_text().splitlines():
                 r = json.loads(line)
-                if r["outcome"] != "passed" or r["nodeid"] not in outcome:
+                if r["when"] == "collect":  # a module pytest could not import: its GPU tests are unknown
+                    self.row("tests", f"{r['nodeid']} (collection)", "error: not collected",
+                             detail=r["reason"] + " (a missing pure-Python package can travel in .whl/, docs/gpu.md)")
+                elif r["outcome"] != "passed" or r["nodeid"] not in outcome:
                     outcome[r["nodeid"]] = r
         counts: dict = {}
         for nodeid in ids or list(outcome):
@@ -269,10 +303,10 @@ class Check:
         if not self.built:
             self.row("sanitizer", "(stage)", "not run: build failed")
             return "not run: build failed"
-        prof = self.out / "sanitizer_profile.json"
+        prof = self.logs / "sanitizer_profile.json"
         me = [sys.executable, str(Path(__file__).resolve())]
         rc, out, _ = run(me + ["--child", "profile", str(prof)], deadline - time.time() - 20,
-                         log=self.out / "sanitizer_profile.log")
+                         log=self.logs / "sanitizer_profile.log")
         if rc != 0 or not prof.exists():
             self.row("sanitizer", "profile the quick cases", f"failed: exit {rc}", detail=tail(out))
             return "failed: profile"
@@ -297,10 +331,10 @@ class Check:
         def one(tool: str) -> None:  # both tools run at once (separate processes on the one GPU)
             base = ["compute-sanitizer", "--tool", tool, "--print-limit", "50", "--error-exitcode", "99"]
             cmd = base + ["--kernel-name", "kns=fastnoise"] + me + ["--child", "sanitize"] + chosen
-            rc, out, sec = run(cmd, deadline - time.time(), log=self.out / f"sanitizer_{tool}.log")
+            rc, out, sec = run(cmd, deadline - time.time(), log=self.logs / f"sanitizer_{tool}.log")
             if "[gpu-check case]" not in out and rc not in (0, None):  # the kernel filter refused: check all
                 rc, out, sec = run(base + me + ["--child", "sanitize"] + chosen, deadline - time.time(),
-                                   log=self.out / f"sanitizer_{tool}.log")
+                                   log=self.logs / f"sanitizer_{tool}.log")
             results[tool] = (rc, out, sec)
 
         import threading
@@ -312,7 +346,7 @@ class Check:
         return "; ".join(f"{tool}: {self._sanitizer_rows(tool, *results[tool], chosen, seen)}"
                          for tool in ("memcheck", "racecheck"))
 
-    def _sanitizer_rows(self, tool: str, out: str, rc, sec: float, chosen: list, seen: dict) -> str:
+    def _sanitizer_rows(self, tool: str, rc, out: str, sec: float, chosen: list, seen: dict) -> str:
         if "Device not supported" in out or "not supported on this" in out:
             self.row("sanitizer", tool, "not run: compute-sanitizer refused the device", detail=tail(out, 4))
             return "refused the device"
@@ -356,13 +390,13 @@ class Check:
         if not self.built:
             self.row("bench", "(stage)", "not run: build failed")
             return "not run: build failed"
-        out_path = self.out / "bench.jsonl"
+        out_path = self.logs / "bench.jsonl"
         out_path.unlink(missing_ok=True)
         now = time.time()
         compile_until = now + 0.6 * (deadline - now)
         me = [sys.executable, str(Path(__file__).resolve())]
         rc, out, sec = run(me + ["--child", "bench", str(out_path), str(deadline - 5), str(compile_until),
-                                 json.dumps(self.info.get("peaks"))], deadline - now + 15, log=self.out / "bench.log")
+                                 json.dumps(self.info.get("peaks"))], deadline - now + 15, log=self.logs / "bench.log")
         rows = [json.loads(l) for l in out_path.read_text().splitlines()] if out_path.exists() else []
         every = [r["case_id"] for r in rows if r.get("kind") == "case"]
         listed = {r["case_id"] for r in rows if r.get("kind") is None}
@@ -383,13 +417,38 @@ class Check:
         return f"{len(listed)} cases" + ("" if rc == 0 else f", runner exit {rc}")
 
     # ---- report ----
-    def report(self) -> None:
+    def report(self, final: bool = False) -> None:
+        """report.md + report.csv (rewritten after every stage; `final`: also pack logs/ into logs.tar.gz, so
+        that OUT holds three files: a device machine returns only a few)."""
+        self.final = final
         self.out.mkdir(parents=True, exist_ok=True)
         with (self.out / "report.csv").open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(self.rows)
         (self.out / "report.md").write_text(render_markdown(self))
+        if final and self.logs.exists():
+            import shutil
+            import tarfile
+            with tarfile.open(self.out / "logs.tar.gz", "w:gz") as tar:
+                tar.add(self.logs, arcname="logs")
+            shutil.rmtree(self.logs, ignore_errors=True)
+
+    def stop(self, why: str) -> None:
+        """The global watchdog / a signal: kill the running children, record why, write the final report."""
+        for p in list(CHILDREN):
+            _kill(p)
+        done = {s["stage"] for s in self.stages}
+        first = True
+        for name, _ in STAGES:
+            if name in done:
+                continue
+            status = f"failed: {why}" if first else f"not run: {why}"
+            first = False
+            self.row(name, "(stage)", status)
+            self.stages.append({"stage": name, "allotted_s": round(self.budgets[name], 1), "used_s": None,
+                                "status": status})
+        self.report(final=True)
 
 
 def budget_total(check: Check) -> float:
@@ -559,7 +618,9 @@ def render_markdown(c: Check) -> str:
              f"python {i.get('python')}; CPU {i.get('cpu')} x{i.get('cores')} (kernels built for "
              f"{i.get('cpu_capability')}); git {str(i.get('git_commit'))[:12]}",
              f"Total {total:.0f} s of a {budget_total(c):.0f} s budget. Result: "
-             f"**{'FAILED' if c.failed else ('listed (dry run)' if c.dry else 'passed')}**.", "",
+             f"**{'FAILED' if c.failed else ('listed (dry run)' if c.dry else 'passed')}**"
+             f"{'' if c.final else ' so far (partial report: the check is still running or was stopped)'}.",
+             "Raw logs: `logs.tar.gz` (build, tests, sanitizer, benchmark logs and JSON lines).", "",
              "## Stages", "", _md_table(["stage", "allotted s", "used s", "status"],
                                           [[s["stage"], s["allotted_s"], s["used_s"], s["status"]] for s in c.stages])]
     peaks = i.get("peaks")
@@ -643,6 +704,8 @@ def main(argv=None) -> int:
     p.add_argument("out", nargs="?", default="runs/gpu-check", help="folder for report.md, report.csv and logs")
     p.add_argument("--dry-run", action="store_true", help="list everything, run nothing that needs a GPU")
     p.add_argument("--budget", type=float, default=480, help="seconds for all stages (default 480 = 8 min)")
+    p.add_argument("--grace", type=float, default=45, help="the global watchdog stops everything at budget + grace "
+                                                            "seconds and writes the partial report (default 45)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -661,9 +724,21 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     check = Check(out, dry, args.budget)
+
+    def watchdog(signum, frame):  # global limit (--budget + --grace) or SIGTERM/SIGINT: partial results, exit 2
+        why = "global timeout" if signum == signal.SIGALRM else f"stopped by signal {signal.Signals(signum).name}"
+        print(f"[gpu-check] {why}: killing the running stage, writing the report", flush=True)
+        check.stop(why)
+        print(f"[gpu-check] report: {out / 'report.md'} (partial)", flush=True)
+        os._exit(2)
+
+    for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, watchdog)
+    signal.alarm(max(1, int(args.budget + args.grace)))
     for name, _ in STAGES:
         check.stage(name, getattr(check, name))
-    check.report()
+    signal.alarm(0)
+    check.report(final=True)
     print(f"[gpu-check] report: {out / 'report.md'} and {out / 'report.csv'} ({time.time() - check.t0:.0f} s)")
     return 1 if check.failed else 0
 

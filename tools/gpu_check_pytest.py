@@ -2,6 +2,8 @@
 
 * GPU_CHECK_COLLECTED=path: the node ids of the selected tests are written there after collection;
 * GPU_CHECK_RESULTS=path: one JSON line per test outcome (node id, outcome, seconds, short reason);
+  a module that cannot be collected (e.g. a test dependency missing on the GPU machine) gets one line with
+  "when": "collect" (the check runs pytest with --continue-on-collection-errors: the other modules still run);
 * GPU_CHECK_DEADLINE=unix time: a test that would start after it is skipped with the reason
   "gpu-check: tests stage budget spent" (works with pytest-xdist workers too), so the stage ends in time
   and the report says which tests did not run.
@@ -38,15 +40,27 @@ def pytest_collection_finish(session):
             f.writelines(item.nodeid + "\n" for item in session.items)
 
 
+def _write(record: dict) -> None:
+    path = os.environ.get("GPU_CHECK_RESULTS")
+    if path and not (_config is not None and _is_worker(_config)):
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        text = (getattr(report, "longreprtext", "") or str(report.longrepr)).strip().splitlines()
+        why = next((l for l in reversed(text) if l.startswith("E ")), text[-1] if text else "")
+        _write({"nodeid": report.nodeid, "when": "collect", "outcome": "error", "seconds": 0.0,
+                "reason": why[:300]})
+
+
 def pytest_runtest_setup(item):
     if time.time() > _deadline():
         pytest.skip(BUDGET_REASON)
 
 
 def pytest_runtest_logreport(report):
-    path = os.environ.get("GPU_CHECK_RESULTS")
-    if not path or (_config is not None and _is_worker(_config)):
-        return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed") or \
             (report.when == "teardown" and report.outcome == "failed"):
         reason = ""
@@ -55,6 +69,5 @@ def pytest_runtest_logreport(report):
         elif report.outcome == "failed":
             reason = (getattr(report, "longreprtext", "") or str(report.longrepr)).strip().splitlines()[-1:] or [""]
             reason = reason[0][:300]
-        with open(path, "a") as f:
-            f.write(json.dumps({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-                                "seconds": round(report.duration, 3), "reason": reason}) + "\n")
+        _write({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+                "seconds": round(report.duration, 3), "reason": reason})
