@@ -30,8 +30,10 @@ $(VENV)/.built: $(VENV)/.deps $(CSRC)
 
 setup: $(VENV)/.built
 
+# the quick leaderboard: every registered defense + standard training + PGD-AT, one protocol (docs/robustness.md);
+# runs/demo is resumed when it exists (delete it to start over). `fastnoise demo` is the one-method pipeline.
 demo: setup
-	$(PY) -m fastnoise demo
+	$(PY) -m fastnoise leaderboard --dataset digits --budget quick --methods all --out runs/demo
 
 # CUDA sources compile here with nvcc alone (sm_80 and sm_90); nothing built from them runs here.
 cuda-check:

@@ -139,12 +139,12 @@ class _Dist:
             import torch.distributed as dist
             dist.barrier()
 
-    def broadcast_error(self, err: Optional[str]) -> Optional[str]:
-        """Rank 0's error (or None) on every rank."""
+    def broadcast(self, obj):
+        """Rank 0's `obj` on every rank."""
         if self.world == 1:
-            return err
+            return obj
         import torch.distributed as dist
-        box = [err]
+        box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
@@ -352,6 +352,34 @@ def _load_result(path: Path, entry: Entry) -> dict:
     return r
 
 
+class _Claims:
+    """Jobs handed out to whichever rank asks first (a file created exclusively under DIR/.claims/<run id>/):
+    a rank that finishes early takes the next job, so unequal jobs balance. The run id is rank 0's, new for
+    every run, so the claims of a killed run do not block its resumption. One process: every job is its own."""
+
+    def __init__(self, out: Path, d: "_Dist") -> None:
+        import uuid
+        self.d = d
+        self.dir = out / ".claims" / str(d.broadcast(uuid.uuid4().hex[:12]))
+        if d.world > 1:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        d.barrier()
+
+    def __call__(self, name: str) -> bool:
+        if self.d.world == 1:
+            return True
+        try:
+            os.close(os.open(self.dir / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            return False
+
+    def close(self) -> None:
+        if self.d.rank == 0:
+            import shutil
+            shutil.rmtree(self.dir.parent, ignore_errors=True)
+
+
 # ---- the run ---------------------------------------------------------------------------------------------
 
 def _progress(items, enabled: bool, desc: str):
@@ -392,7 +420,7 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
                 check_out_dir(out, dataset, b, write=True)
             except ValueError as e:
                 err = str(e)
-        err = d.broadcast_error(err)
+        err = d.broadcast(err)
         if err:
             raise ValueError(err)
         if d.world > 1 and device.startswith("cuda"):
@@ -406,18 +434,20 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
         unique = list({c.out_dir: c for c in cfgs.values()}.values())
         log0(f"[leaderboard] {dataset}, budget {b.name}: {len(entries)} entries x {seeds} seed(s) = {len(jobs)} "
              f"models from {len(unique)} training runs; {d.world} process(es); output {out}")
-        mine = [c for i, c in enumerate(unique) if i % d.world == d.rank]
-        for c in _progress(mine, progress and d.rank == 0, "training"):
-            train_one(c, log0)
+        claim = _Claims(out, d)
+        for c in _progress(unique, progress and d.rank == 0, "training"):
+            if _finished(c) is None and claim(f"train-{Path(c.out_dir).name}"):
+                train_one(c, log0 if d.world == 1 else say)
         d.barrier()
         trained = {c.out_dir: train_one(c, quiet) for c in unique}  # all finished now: reads the checkpoints
         # 2. evaluation: one job per (entry, seed), shared out over the ranks
-        mine = [j for i, j in enumerate(jobs) if i % d.world == d.rank]
-        bar = _progress(mine, progress and d.rank == 0, "evaluating")
+        bar = _progress(jobs, progress and d.rank == 0, "evaluating")
         for e, s in bar:
             path = _result_path(out, e, s)
             if path.is_file():
                 _load_result(path, e)
+                continue
+            if not claim(f"eval-{e.key}-seed{s}"):
                 continue
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{e.key} seed {s}")
@@ -427,6 +457,7 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
             r["eval_seconds"] = time.perf_counter() - t0
             _atomic_json(path, r)
         d.barrier()
+        claim.close()
         if d.rank != 0:
             return None
         results = [_load_result(_result_path(out, e, s), e) for e, s in jobs]
