@@ -1,5 +1,5 @@
 # fastnoise developer entry points. Two commands on a fresh clone:
-#   make demo   set up .venv, build, run the main job on the embedded default data set
+#   make demo   set up .venv, build, run the quick leaderboard (every defense, one protocol) on the digits set
 #   make test   set up .venv, build, compile-check every CUDA source, run the whole test suite
 # Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean.
 SHELL := /bin/bash

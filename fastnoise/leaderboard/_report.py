@@ -151,6 +151,10 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
                   "seed_protocol": ((first["seed_protocol"]["result"] or {}).get("settings") or {}).get("n_samples")},
             "forwards_per_sample": fwd,
             "cost": {"train_time_s": _agg(train_s), "eval_time_s": _agg([r.get("eval_seconds") for r in rs]),
+                     "train_cpu_s": _agg([None if r["train"].get("train_cpu_s") is None else
+                                          r["train"]["train_cpu_s"] + ((r.get("conversion") or {}).get("cpu_s") or 0.0)
+                                          for r in rs]),
+                     "eval_cpu_s": _agg([r.get("eval_cpu_seconds") for r in rs]),
                      "inference_ms_per_batch": _agg([r["inference"]["ms_per_batch"] for r in rs]),
                      "inference_batch": inf["batch"], "bitops_per_sample": inf.get("bitops"),
                      "dense_bitops_per_sample": inf.get("dense_bitops"), "cost_model": inf.get("cost_model")},
@@ -190,7 +194,7 @@ def format_table(board: dict) -> str:
     seeds, b = board["seeds"], board["budget"]
     eps = board["eps"]
     head = ["#", "method", "training", "clean %", "seed protocol %", "EOT PGD-20 %", "AA rand %", "Square %",
-            "worst case %", "seed − adaptive", "fwd/sample PGD · AA · Square", "train s", "infer ms/batch",
+            "worst case %", "seed − adaptive", "fwd/sample PGD · AA · Square", "train s (CPU s)", "infer ms/batch",
             "BitOPs/sample", "flags"]
     lines = [f"Leaderboard: {board['dataset']}, eps {eps:.4g} (L-inf), budget **{b['name']}**, {seeds} training seed(s), "
              f"{board['meta'].get('processes', 1)} process(es) on {board['meta'].get('device')}; commit "
@@ -209,7 +213,8 @@ def format_table(board: dict) -> str:
             str(i), f"**{r['label']}**" + (" (rand)" if st else ""), training, _pct(a["clean"], seeds, st),
             _pct(a["seed_protocol"], seeds, st), _pct(a["pgd20"], seeds, st), _pct(a["autoattack_rand"], seeds, st),
             _pct(a["square"], seeds, st), f"**{_pct(a['worst_case'], seeds, st)}**", gap, fwd,
-            f"{c['train_time_s']['mean']:.0f}" if c["train_time_s"] else "—",
+            (f"{c['train_time_s']['mean']:.0f}" if c["train_time_s"] else "—")
+            + (f" ({c['train_cpu_s']['mean']:.0f})" if c.get("train_cpu_s") else ""),
             f"{c['inference_ms_per_batch']['mean']:.1f}" if c["inference_ms_per_batch"] else "—", bit,
             "; ".join(r["flags"]) if r["flags"] else "—"]) + " |")
     lines += ["", "Accuracy (%) vs eps, PGD-20 under the headline protocol (eps 0 = clean):", "",
@@ -231,7 +236,8 @@ def format_table(board: dict) -> str:
               "protocol over-credits the defense. Values: mean over inference draws"
               + (" ± std over training seeds" if seeds > 1 else "") + "; [brackets]: std over inference draws "
               "(randomized models, marked (rand)). fwd/sample: forward passes of the defended model per attacked "
-              "sample. train s: training wall time (+ conversion). infer ms/batch: measured forward of the deployed "
+              "sample. train s: training wall time (+ post-conversion recipe), CPU seconds in brackets (the wall time "
+              "depends on the machine's load). infer ms/batch: measured forward of the deployed "
               f"model on a batch of {board['rows'][0]['cost']['inference_batch'] if board['rows'] else '-'}. BitOPs: "
               "`fastnoise.bitops` of the deployed model (the method's cost model; (dense): no cost model, every "
               "conv / linear exact). Flags: a weaker attack beating a stronger one, accuracy rising with eps, the "

@@ -239,13 +239,19 @@ def train_one(cfg, log: Callable[[str], None]) -> dict:
         resume = (d / "last.json").is_file()
         log(f"[leaderboard] train {d.name}" + (" (resuming)" if resume else ""))
         seed_everything(cfg.seed)
+        c0 = time.process_time()
         fit(cfg, resume=resume)
         meta = _finished(cfg)
         if meta is None:
             raise RuntimeError(f"training in {d} ended without a finished checkpoint")
+        cpu = d / "cpu_seconds.json"  # this process's CPU time spent training, summed over resumptions
+        prev = json.loads(cpu.read_text())["cpu_s"] if cpu.is_file() else 0.0
+        _atomic_json(cpu, {"cpu_s": prev + time.process_time() - c0})
     chosen = d / ("best.json" if cfg.early_stop and (d / "best.json").is_file() else "last.json")
     hist = meta.get("history", [])
+    cpu = d / "cpu_seconds.json"
     return {"checkpoint": str(chosen), "train_time_s": float(sum(h.get("epoch_time_s", 0.0) for h in hist)),
+            "train_cpu_s": json.loads(cpu.read_text())["cpu_s"] if cpu.is_file() else None,
             "epochs": len(hist), "best_epoch": (meta.get("best") or {}).get("epoch"), "reused": reused,
             "out_dir": str(d)}
 
@@ -289,13 +295,14 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
     seed_everything(seed)
     model, _ = load_checkpoint(trained["checkpoint"], device)
     conversion = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if _start(entry) == "trained":
         torch.manual_seed(seed)
         model = convert(model, m.name, **dict(m.example_options))
     if entry.method != "none" and (_start(entry) == "trained" or type(m).after_convert is not fnmethods.Method.after_convert):
         what = m.after_convert(model, fnmethods.ConvertData.from_splits(splits, budget.batch_size, seed))
-        conversion = {"options": dict(m.example_options), "post_recipe": what, "seconds": time.perf_counter() - t0}
+        conversion = {"options": dict(m.example_options), "post_recipe": what, "seconds": time.perf_counter() - t0,
+                      "cpu_s": time.process_time() - c0}
         log(f"[leaderboard]   {entry.key} seed {seed}: post-conversion recipe: {what}")
     model.eval()
     x, y = splits.test.tensors()
@@ -427,7 +434,7 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
             device = f"cuda:{torch.cuda.current_device()}"
         torch.set_num_threads(b.threads)
         splits = fndata.load(dataset, data_root, seed=0)
-        t_start = time.perf_counter()
+        t_start, c_start = time.perf_counter(), time.process_time()
         jobs = [(e, s) for e in entries for s in range(seeds)]
         cfgs = {(e.key, s): train_config(e, s, b, dataset, splits, out, device, data_root) for e, s in jobs}
         # 1. training: every distinct config once, shared out over the ranks
@@ -452,9 +459,9 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{e.key} seed {s}")
             log0(f"[leaderboard] evaluate {e.key} seed {s}")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, quiet)
-            r["eval_seconds"] = time.perf_counter() - t0
+            r["eval_seconds"], r["eval_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
             _atomic_json(path, r)
         d.barrier()
         claim.close()
@@ -465,7 +472,7 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
                 "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
                 "device": device, "processes": d.world, "torch": torch.__version__,
                 "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                "wall_s": time.perf_counter() - t_start}
+                "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - c_start}
         board = _report.build(results, entries, seeds, dataset, b, _eps_curve(b, float(splits.default_eps)), meta)
         board["paths"] = _report.write(board, out)
         return board

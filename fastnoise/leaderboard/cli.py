@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_report.summary(board))
     print("\n[leaderboard] files: " + ", ".join(board["paths"].values()))
-    print(f"[leaderboard] wall time {board['meta']['wall_s']:.0f}s ({board['meta']['processes']} process(es))")
+    m = board["meta"]
+    print(f"[leaderboard] wall time {m['wall_s']:.0f}s, CPU time {m['cpu_s']:.0f}s (rank 0), {m['processes']} "
+          f"process(es), load average {', '.join(f'{v:.1f}' for v in m['load_average'] or [])}")
     return 0
 
 
