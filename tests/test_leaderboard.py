@@ -218,3 +218,27 @@ def test_bad_input_names_the_valid_choices(board, budget_file, tmp_path):
         main(["leaderboard", "--seeds", "0"])
     with pytest.raises(ValueError, match="eps_factors"):
         lb.Budget(name="x", description="x", eps_factors=(0.5, 1.0))
+
+
+def test_budgets_and_post_epochs_cap():
+    from fastnoise.leaderboard._run import post_options
+    q = lb.get_budget("quick", "digits")
+    assert q.epochs < lb.get_budget("full", "digits").epochs and len(q.eps_factors) >= 4
+    assert lb.get_budget("full", "cifar10").model == "preact_resnet18"
+    nenni = methods.get("nenni")
+    caps = post_options(nenni, q)  # every int post option named *epochs above the cap, nothing else
+    assert caps == {o.name: q.post_epochs for o in nenni.post_options if o.name.endswith("epochs")
+                    and o.default > q.post_epochs}
+    assert post_options(nenni, lb.get_budget("full", "digits")) == {}
+    assert nenni.training.start == "trained" and nenni.evaluation.seed_gradients is not None
+    with pytest.raises(ValueError, match="start must be one of"):
+        TrainingRecipe(start="later")
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['epochz'\]"):
+        lb.get_budget(str(_write(dict(TINY, epochz=1))), "digits")
+
+
+def _write(d):
+    import tempfile
+    f = Path(tempfile.mkdtemp()) / "b.json"
+    f.write_text(json.dumps(d))
+    return f

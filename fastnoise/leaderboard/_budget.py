@@ -24,7 +24,9 @@ class Budget:
     Training (every method alike, `fastnoise.train.TrainConfig` fields): model / model_options, epochs,
     batch_size, lr, early_stop / val_samples (Rice et al. early stopping on the val split), train_steps
     (PGD steps of the training attack; None: the data set's default; the training eps is always the data
-    set's default eps, alpha 2.5 eps / steps or the recipe's own default).
+    set's default eps, alpha 2.5 eps / steps or the recipe's own default), post_epochs (a cap on every
+    integer post-conversion option whose name ends in "epochs", e.g. NENNI's distillation / fine-tuning
+    epochs; None: the methods' own defaults).
     Evaluation (`fastnoise.attacks.evaluate`, noise on, the method's inference rule): eval_samples (first n
     test samples for clean / FGSM / PGD-20 / the eps curve; None: all), expensive_samples (AutoAttack rand,
     Square, EOT curve, seed protocol), eot (draws per attack gradient), draws (inference draws: mean ±
@@ -44,6 +46,7 @@ class Budget:
     early_stop: bool = True
     val_samples: int = 1000
     train_steps: Optional[int] = None
+    post_epochs: Optional[int] = None
     eval_samples: Optional[int] = None
     expensive_samples: Optional[int] = 1000
     eot: int = 20
@@ -73,6 +76,7 @@ class Budget:
             integer(f, 1)
         integer("val_samples", 0)
         integer("train_steps", 1, optional=True)
+        integer("post_epochs", 0, optional=True)
         integer("eval_samples", 1, optional=True)
         integer("expensive_samples", 1, optional=True)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (math.isfinite(self.lr) and self.lr > 0):
@@ -113,11 +117,12 @@ _FULL_DATASETS = {
 BUDGETS: dict[str, dict] = {
     "quick": {
         "description": ("quick (the demo's budget, CPU minutes): small_cnn width 16, 3 epochs PGD-5 training, "
-                        "no early stopping; clean / FGSM / PGD-20 / eps curve on the first 96 test samples, "
+                        "no early stopping, post-conversion recipes capped at 3 epochs; clean / FGSM / PGD-20 / eps curve on the first 96 test samples, "
                         "AutoAttack rand, Square (500 queries), seed protocol and the EOT curve on the first 32; "
                         "EOT-20, 3 inference draws"),
         "fields": {"model": "small_cnn", "model_options": {"width": 16, "hidden": 64}, "epochs": 3,
                    "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 0, "train_steps": 5,
+                   "post_epochs": 3,
                    "eval_samples": 96, "expensive_samples": 32, "eot": 20, "draws": 3, "aa_iterations": 100,
                    "square_queries": 500, "eot_curve": (1, 5, 20), "inference_batch": 128},
         "datasets": {},

@@ -283,6 +283,14 @@ def _inference_cost(deployed: torch.nn.Module, x: torch.Tensor, method: fnmethod
     return {"batch": int(x.shape[0]), "ms_per_batch": 1000 * statistics.median(ts), "reps": reps, **bits}
 
 
+def post_options(m: fnmethods.Method, budget: Budget) -> dict:
+    """The post-conversion options the budget sets: every int option named '*epochs' capped at post_epochs."""
+    if budget.post_epochs is None:
+        return {}
+    return {o.name: budget.post_epochs for o in m.post_options if o.name.endswith("epochs")
+            and isinstance(o.default, int) and not isinstance(o.default, bool) and o.default > budget.post_epochs}
+
+
 def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits, device: str,
                  log: Callable[[str], None]) -> dict:
     """Every number of one (entry, training seed) under the leaderboard protocol (see docs/robustness.md)."""
@@ -300,8 +308,10 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
         torch.manual_seed(seed)
         model = convert(model, m.name, **dict(m.example_options))
     if entry.method != "none" and (_start(entry) == "trained" or type(m).after_convert is not fnmethods.Method.after_convert):
-        what = m.after_convert(model, fnmethods.ConvertData.from_splits(splits, budget.batch_size, seed))
-        conversion = {"options": dict(m.example_options), "post_recipe": what, "seconds": time.perf_counter() - t0,
+        post = post_options(m, budget)
+        what = m.after_convert(model, fnmethods.ConvertData.from_splits(splits, budget.batch_size, seed), **post)
+        conversion = {"options": dict(m.example_options), "post_options": post, "post_recipe": what,
+                      "seconds": time.perf_counter() - t0,
                       "cpu_s": time.process_time() - c0}
         log(f"[leaderboard]   {entry.key} seed {seed}: post-conversion recipe: {what}")
     model.eval()
