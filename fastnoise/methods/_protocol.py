@@ -188,7 +188,7 @@ class Evaluation:
 
     def describe(self) -> dict:
         return {"stochastic": self.stochastic, "draw": self.draw, "inference": self.inference_doc,
-                "seed_protocol": self.seed_protocol, "seed_gradients": self.seed_gradients is not None}
+                "seed_protocol": self.seed_protocol}
 
 
 @dataclasses.dataclass(frozen=True)
