@@ -362,10 +362,18 @@ def _result_path(out: Path, entry: Entry, seed: int) -> Path:
 def _load_result(path: Path, entry: Entry) -> dict:
     r = json.loads(path.read_text())
     now = _jsonable(entry.method_obj().describe())
-    if r.get("format") != FORMAT or r.get("describe") != now:
-        raise ValueError(f"{path} holds results of method {entry.key!r} as it was defined then ({r.get('describe')}), "
-                         f"which differs from the registered one ({now}): choose another --out; nothing was "
-                         f"overwritten")
+    if r.get("format") != FORMAT:
+        raise ValueError(f"{path} holds results of another format ({r.get('format')!r}, this is {FORMAT!r}): choose "
+                         f"another --out; nothing was overwritten")
+    then = r.get("describe") or {}
+    if then != now:
+        diff = [f"{k}.{j}" if isinstance(now.get(k), dict) else k for k in sorted(set(then) | set(now))
+                if then.get(k) != now.get(k)
+                for j in (sorted(set(then.get(k) or {}) | set(now.get(k) or {})) if isinstance(now.get(k), dict) else [0])
+                if not isinstance(now.get(k), dict) or (then.get(k) or {}).get(j) != now[k].get(j)]
+        raise ValueError(f"{path} holds results of method {entry.key!r} as it was defined then; the registered one "
+                         f"differs in {', '.join(diff)}: choose another --out (or delete that file to re-evaluate "
+                         f"it); nothing was overwritten")
     return r
 
 
