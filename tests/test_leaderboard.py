@@ -44,6 +44,15 @@ class ToyNoise(Method):
         return torch.nn.Sequential(GaussianNoise(opts["sigma"], seed=11), module)
 
 
+class Broken(ToyNoise):
+    """A method whose conversion fails: its row is listed as failed, the others still run."""
+    name = "toy_broken"
+    description = "toy: conversion raises"
+
+    def replace(self, name, module, index, opts):
+        raise ValueError("toy_broken cannot convert anything")
+
+
 def _env():
     env = dict(os.environ)
     root = str(Path(fastnoise.__file__).resolve().parent.parent)
@@ -74,12 +83,14 @@ def budget_file(tmp_path_factory):
 def board(tmp_path_factory, budget_file):
     out = tmp_path_factory.mktemp("lb") / "board"
     methods.register(ToyNoise())
+    methods.register(Broken())
     try:
         threads = torch.get_num_threads()
-        b = lb.run("synthetic", "toy_noise", str(budget_file), 1, out, progress=False, log=lambda s: None)
+        b = lb.run("synthetic", "toy_noise,toy_broken", str(budget_file), 1, out, progress=False, log=lambda s: None)
         assert torch.get_num_threads() == threads  # the run restores the caller's thread count
     finally:
         methods.unregister("toy_noise")
+        methods.unregister("toy_broken")
     return b, out
 
 
@@ -91,6 +102,9 @@ def test_registered_method_appears_with_the_baselines(board):
     toy = next(r for r in b["rows"] if r["entry"] == "toy_noise")
     assert toy["stochastic"] and toy["eot_curve"] and toy["seed_protocol"]["kind"].startswith("one draw")
     assert toy["forwards_per_sample"]["pgd20"] == 2 * 3  # EOT-2 x 3 steps
+    assert [(f["entry"], f["stage"]) for f in b["failed"]] == [("toy_broken", "training")]
+    assert "toy_broken cannot convert anything" in b["failed"][0]["error"]
+    assert "training failed (seed 0): ValueError" in (out / "leaderboard.md").read_text()
     std = next(r for r in b["rows"] if r["entry"] == "standard")
     assert std["recipe"] == "standard" and not std["stochastic"] and std["eot_curve"] is None
 

@@ -88,12 +88,15 @@ def _worst(res: dict, eps: float) -> Optional[dict]:
     return None
 
 
-def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_list: list, meta: dict) -> dict:
-    """The leaderboard dict (leaderboard.json) from the per-job results."""
+def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_list: list, meta: dict,
+          failures: Optional[list] = None) -> dict:
+    """The leaderboard dict (leaderboard.json) from the per-job results (and the failed jobs: listed, not ranked)."""
     rows = []
     for e in entries:
         rs = [r for r in results if r["entry"] == e.key]
         rs.sort(key=lambda r: r["seed"])
+        if not rs:
+            continue
         first = rs[0]
         stoch = bool(first["describe"]["evaluation"]["stochastic"])
 
@@ -164,7 +167,7 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
     rows.sort(key=key)
     return {"schema": SCHEMA, "format": "fastnoise-leaderboard-1", "dataset": dataset, "budget": budget.to_dict(),
             "eps": eps_list[budget.eps_factors.index(1.0)], "eps_curve": eps_list, "seeds": seeds, "meta": meta,
-            "rows": rows}
+            "rows": rows, "failed": list(failures or [])}
 
 
 # ---- text ----------------------------------------------------------------------------------------------
@@ -217,6 +220,9 @@ def format_table(board: dict) -> str:
             + (f" ({c['train_cpu_s']['mean']:.0f})" if c.get("train_cpu_s") else ""),
             f"{c['inference_ms_per_batch']['mean']:.1f}" if c["inference_ms_per_batch"] else "—", bit,
             "; ".join(r["flags"]) if r["flags"] else "—"]) + " |")
+    for f in board.get("failed", []):
+        lines.append(f"| — | **{f['label']}** | {f['stage']} failed (seed {f['seed']}): {f['error'][:200]} |"
+                     + " |" * (len(head) - 3))
     lines += ["", "Accuracy (%) vs eps, PGD-20 under the headline protocol (eps 0 = clean):", "",
               "| method | " + " | ".join(["0"] + [f"{e:.3g}" for e in board["eps_curve"]]) + " |",
               "|" + "---|" * (len(board["eps_curve"]) + 2)]
@@ -275,6 +281,8 @@ def summary(board: dict) -> str:
                  else "; no consistency flags."))
     else:
         l2 = "No seed-protocol numbers."
+    if board.get("failed"):
+        l2 += f" {len(board['failed'])} job(s) failed (listed in the table)."
     return l1 + "\n" + l2
 
 

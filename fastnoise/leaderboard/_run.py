@@ -460,11 +460,26 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
         log0(f"[leaderboard] {dataset}, budget {b.name}: {len(entries)} entries x {seeds} seed(s) = {len(jobs)} "
              f"models from {len(unique)} training runs; {d.world} process(es); output {out}")
         claim = _Claims(out, d)
+        fails = out / "failed"  # one file per failed job of this run (a rerun retries it)
+
+        def failed(name: str, exc: BaseException) -> None:
+            msg = f"{type(exc).__name__}: {exc}"
+            say(f"[leaderboard] {name} FAILED: {msg}")
+            _atomic_json(fails / f"{name}.json", {"job": name, "error": msg})
+
+        def cleared(name: str) -> None:
+            (fails / f"{name}.json").unlink(missing_ok=True)
+
         for c in _progress(unique, progress and d.rank == 0, "training"):
-            if _finished(c) is None and claim(f"train-{Path(c.out_dir).name}"):
-                train_one(c, log0 if d.world == 1 else say)
+            name = f"train-{Path(c.out_dir).name}"
+            if _finished(c) is None and claim(name):
+                try:
+                    train_one(c, log0 if d.world == 1 else say)
+                    cleared(name)
+                except Exception as exc:  # one method's failure must not stop the others
+                    failed(name, exc)
         d.barrier()
-        trained = {c.out_dir: train_one(c, quiet) for c in unique}  # all finished now: reads the checkpoints
+        trained = {c.out_dir: train_one(c, quiet) for c in unique if _finished(c) is not None}  # reads checkpoints
         # 2. evaluation: one job per (entry, seed), shared out over the ranks
         bar = _progress(jobs, progress and d.rank == 0, "evaluating")
         for e, s in bar:
@@ -472,26 +487,43 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
             if path.is_file():
                 _load_result(path, e)
                 continue
-            if not claim(f"eval-{e.key}-seed{s}"):
+            name = f"eval-{e.key}-seed{s}"
+            if cfgs[(e.key, s)].out_dir not in trained or not claim(name):
                 continue
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{e.key} seed {s}")
             log0(f"[leaderboard] evaluate {e.key} seed {s}")
             t0, c0 = time.perf_counter(), time.process_time()
-            r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, quiet)
+            try:
+                r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, quiet)
+            except Exception as exc:
+                failed(name, exc)
+                continue
             r["eval_seconds"], r["eval_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
             _atomic_json(path, r)
+            cleared(name)
         d.barrier()
         claim.close()
         if d.rank != 0:
             return None
-        results = [_load_result(_result_path(out, e, s), e) for e, s in jobs]
+        results, failures = [], []
+        for e, s in jobs:
+            path = _result_path(out, e, s)
+            if path.is_file():
+                results.append(_load_result(path, e))
+                continue
+            f = fails / f"train-{Path(cfgs[(e.key, s)].out_dir).name}.json"
+            f = f if f.is_file() else fails / f"eval-{e.key}-seed{s}.json"
+            err = json.loads(f.read_text())["error"] if f.is_file() else "no result (unknown error)"
+            failures.append({"entry": e.key, "label": e.label, "seed": s,
+                             "stage": "training" if f.name.startswith("train-") else "evaluation", "error": err})
         meta = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
                 "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
                 "device": device, "processes": d.world, "torch": torch.__version__,
                 "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                 "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - c_start}
-        board = _report.build(results, entries, seeds, dataset, b, _eps_curve(b, float(splits.default_eps)), meta)
+        board = _report.build(results, entries, seeds, dataset, b, _eps_curve(b, float(splits.default_eps)), meta,
+                              failures)
         board["paths"] = _report.write(board, out)
         return board
     finally:
