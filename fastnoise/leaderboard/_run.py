@@ -492,7 +492,8 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
                 continue
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{e.key} seed {s}")
-            log0(f"[leaderboard] evaluate {e.key} seed {s}")
+            (log0 if d.world == 1 else say)(f"[leaderboard{'' if d.world == 1 else f' rank {d.rank}'}] evaluate "
+                                             f"{e.key} seed {s}")
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, quiet)
