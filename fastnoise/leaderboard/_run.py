@@ -496,7 +496,10 @@ def run(dataset: str = "digits", methods: Union[str, Sequence[str]] = "all", bud
                                              f"{e.key} seed {s}")
             t0, c0 = time.perf_counter(), time.process_time()
             try:
-                r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, quiet)
+                # the harness's per-attack lines go to the progress bar (attack by attack), not to the log
+                show = ((lambda line, k=e.key: bar.set_postfix_str(f"{k}: {line.replace('[eval] ', '')[:70]}"))
+                        if hasattr(bar, "set_postfix_str") else quiet)
+                r = evaluate_one(e, s, trained[cfgs[(e.key, s)].out_dir], b, splits, device, show)
             except Exception as exc:
                 failed(name, exc)
                 continue
