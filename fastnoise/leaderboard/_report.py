@@ -139,7 +139,7 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
             "recipe": first["recipe"], "start": first["start"], "stochastic": stoch,
             "draw": first["describe"]["evaluation"]["draw"],
             "inference_rule": first["describe"]["evaluation"]["inference"],
-            "seed_protocol": {"kind": first["seed_protocol"]["kind"] or "deterministic: PGD-20 as is",
+            "seed_protocol": {"kind": first["seed_protocol"]["kind"],
                               "paper": first["seed_protocol"]["paper"]},
             "post_recipe": (first.get("conversion") or {}).get("post_recipe"),
             "seeds": [r["seed"] for r in rs],

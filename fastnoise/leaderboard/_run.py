@@ -33,6 +33,7 @@ from ._budget import Budget, get_budget
 
 FORMAT = "fastnoise-leaderboard-1"
 STANDARD = "standard"
+DETERMINISTIC = "deterministic: PGD-20 as is"
 #: the attacks of the protocol at the headline eps, weakest first (FGSM is there to catch masking)
 ATTACKS = ("fgsm", "pgd20", "autoattack_rand", "square")
 
@@ -344,6 +345,10 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
         with spec.seed_gradients(model):
             seed_res = evaluate(model, (x, y), ["pgd20"], eps0, max_samples=seed_lim, steps=steps, sanity_eps=None,
                                 **common)
+    else:  # the paper attacked the deterministic model as is: PGD-20, on the worst case's samples
+        seed_kind = DETERMINISTIC
+        seed_res = evaluate(model, (x, y), ["pgd20"], eps0, max_samples=seed_lim, steps=steps, sanity_eps=None,
+                            **common)
     deployed = m.deploy(model)
     cost = _inference_cost(deployed, x[:budget.inference_batch].to(device), m)
     return {"format": FORMAT, "entry": entry.key, "label": entry.label, "method": entry.method,
