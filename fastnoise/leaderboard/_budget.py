@@ -33,7 +33,8 @@ class Budget:
     std), pgd_steps, aa_iterations (APGD iterations of AutoAttack rand), square_queries, eps_factors
     (the eps curve: multiples of the data set's default eps, which is the headline eps), eot_curve (EOT
     values of the accuracy-vs-EOT curve, randomized models), sanity_eps, inference_batch (batch of the
-    measured inference time), threads (torch intra-op threads: the same in every process, so results do
+    measured inference time), attack_batch (samples attacked at once: an EOT gradient keeps the graphs of
+    eot x the inference rule's passes in memory, e.g. 400 small-CNN passes for RSE), threads (torch intra-op threads: the same in every process, so results do
     not depend on how a run is split).
     """
     name: str
@@ -58,6 +59,7 @@ class Budget:
     eot_curve: tuple = (1, 2, 5, 10, 20)
     sanity_eps: float = 1.0
     inference_batch: int = 128
+    attack_batch: int = 32
     threads: int = 1
 
     def __post_init__(self):
@@ -72,7 +74,7 @@ class Budget:
                 bad(field, f"an int >= {lo}" + (" or null" if optional else ""))
 
         for f in ("epochs", "batch_size", "eot", "draws", "pgd_steps", "aa_iterations", "square_queries",
-                  "inference_batch", "threads"):
+                  "inference_batch", "attack_batch", "threads"):
             integer(f, 1)
         integer("val_samples", 0)
         integer("train_steps", 1, optional=True)

@@ -320,7 +320,7 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
     eps0 = float(splits.default_eps)
     n_exp = budget.expensive_samples
     common = dict(eot=budget.eot, draws=budget.draws, device=device, seed=seed, n_classes=splits.num_classes,
-                  batch_size=budget.inference_batch, log=log, method=m)
+                  batch_size=budget.attack_batch, log=log, method=m)
     steps = {"pgd20": budget.pgd_steps, "autoattack_rand": budget.aa_iterations, "square": budget.square_queries}
     lim = {"default": budget.eval_samples, "autoattack_rand": n_exp, "square": n_exp, "eot_curve": n_exp,
            "sanity": min(64, n_exp or 64)}
