@@ -1,5 +1,5 @@
 # fastnoise developer entry points. Two commands on a fresh clone:
-#   make demo   set up .venv, build, run the main job on the embedded default data set
+#   make demo   set up .venv, build, run the quick leaderboard (every defense, one protocol) on the digits set
 #   make test   set up .venv, build, compile-check every CUDA source, run the whole test suite
 # Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean,
 #   make gpu-check [OUT=dir] [DRY_RUN=1]  GPU validation, one report (tools/gpu_check.py, docs/gpu.md).
@@ -37,8 +37,10 @@ $(VENV)/.built: $(VENV)/.deps $(CSRC)
 
 setup: $(VENV)/.built
 
+# the quick leaderboard: every registered defense + standard training + PGD-AT, one protocol (docs/robustness.md);
+# runs/demo is resumed when it exists (delete it to start over). `fastnoise demo` is the one-method pipeline.
 demo: setup
-	$(PY) -m fastnoise demo
+	$(PY) -m fastnoise leaderboard --dataset digits --budget quick --methods all --out runs/demo
 
 # CUDA sources compile here with nvcc alone (sm_80 and sm_90); nothing built from them runs here.
 cuda-check:
