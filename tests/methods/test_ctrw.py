@@ -32,7 +32,7 @@ def test_ctrw_converts_the_conv_at_its_position():
     assert isinstance(m[1].conv1, CTRWConv2d) and m[1].conv1.input_shape == (3, 32, 32)
     assert m[1].conv1.sigma.shape == (3, 32, 32) and float(m[1].conv1.sigma.mean()) == 1.0
     assert torch.isnan(m[1].conv1.bounds).all()  # computed on the first training batch
-    m = fastnoise.convert(resnet18(), "ctrw", position="layers.2.0.conv1")  # before layer 3 (seed Fig. 3d)
+    m = fastnoise.convert(resnet18(), "ctrw", position="1.layers.2.0.conv1")  # before layer 3 (seed Fig. 3d)
     assert m[1].layers[2][0].conv1.input_shape == (128, 16, 16)
     m = fastnoise.convert(small_cnn(), "ctrw", position=2, input_size=[8, 8])
     assert m[1].features[7].input_shape == (16, 4, 4)
