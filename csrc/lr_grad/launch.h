@@ -1,0 +1,17 @@
+// Host-callable launcher of the CUDA lr_grad kernel (plain CUDA types; see cuda.cu, fastnoise/ops/lr_grad.py).
+#pragma once
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace fastnoise {
+
+// storage of x: float32 / float16 / bfloat16 / float64 [Rx, K], or packed bits (int32 [Rx, ceil(K/32)])
+enum LRXKind : int { kLRF32 = 0, kLRF16 = 1, kLRBF16 = 2, kLRF64 = 3, kLRBits = 4 };
+
+// losses [M], sigma [N], outputs gw [N, K], gb [N], gs [N] in the math type (double for kLRF64, else float);
+// state: device int64[2] = (seed, offset). J = rows / (Rx * repeat). Every output element is written.
+cudaError_t launch_lr_grad(int xkind, const void* x, const void* losses, const void* sigma, const int64_t* state,
+                           int64_t Rx, int64_t K, int64_t N, int64_t M, int64_t J, int64_t repeat, bool sign,
+                           void* gw, void* gb, void* gs, cudaStream_t stream);
+
+}  // namespace fastnoise
