@@ -33,7 +33,7 @@ import torch
 from .. import _backend, _checks
 from ._dispatch import kernel
 
-__all__ = ["lr_grad", "LRGrads", "SpikeBits", "pack_spikes", "unpack_spikes", "loss_weights", "BASELINES"]
+__all__ = ["lr_grad", "lr_grad_conv2d", "LRGrads", "SpikeBits", "pack_spikes", "unpack_spikes", "loss_weights", "BASELINES"]
 
 BASELINES = ("none", "mean", "clean")
 
@@ -244,3 +244,101 @@ def loss_weights(losses: torch.Tensor, baseline: str = "none", *, clean: Optiona
     else:
         w = L
     return (w * scale).reshape(-1)
+
+
+# ---- convolutions: regenerated noise x torch's conv weight gradient ------------------------------
+
+def lr_grad_conv2d(x: Union[torch.Tensor, SpikeBits], losses: torch.Tensor, sigma: torch.Tensor, state: torch.Tensor,
+                   *, in_shape: tuple, weight_shape: tuple, stride=1, padding=0, dilation=1,
+                   rows: Optional[int] = None, repeat: int = 1, sign: bool = False, chunk_elements: int = 1 << 22,
+                   backend: Optional[str] = None) -> LRGrads:
+    """The LR estimates of a noisy Conv2d ``v = conv(x, W) + b + sigma[n] * eps`` (sigma per output channel).
+
+    Noise row r is the [N, Ho, Wo] pre-activation of row r (the layout of `noise_add` on a
+    [rows, N, Ho, Wo] tensor: ``eps[r, n, p] = normal(offset + (r N + n) Ho Wo + p)``); it uses
+    ``losses[r % M]`` and input row ``(r // repeat) % Rx`` of x [Rx, *in_shape] (float, or `SpikeBits`
+    of [Rx, prod(in_shape)]). A composite: for chunks of input rows, the noise of their noise rows is
+    regenerated (`fastnoise.rng` stream of the same backend: bit-identical to the forward's) and reduced to
+    ``E[q] = sum_r L_r f(eps_r)``, then ``G_weight += conv2d_weight(x_q, E_q)`` (torch.nn.grad) — no fused
+    kernel. At most `chunk_elements` normals are alive at a time. Returns `LRGrads` (weight of
+    `weight_shape`, bias [N], sigma [N]); math as in `lr_grad` (sums over rows and positions).
+    """
+    from ..rng import KIND_NORMAL
+    from torch.nn.grad import conv2d_weight
+    bits = isinstance(x, SpikeBits)
+    xt = x.words if bits else _checks.floating("x", x)
+    dev = xt.device
+    in_shape = tuple(int(v) for v in in_shape)
+    weight_shape = tuple(int(v) for v in weight_shape)
+    if len(in_shape) != 3 or len(weight_shape) != 4 or weight_shape[1] != in_shape[0]:
+        raise ValueError(f"in_shape must be (C, H, W) and weight_shape (N, C, kh, kw) with the same C, got "
+                         f"{in_shape} and {weight_shape}")
+    Rx = int(xt.shape[0])
+    if bits and x.features != in_shape[0] * in_shape[1] * in_shape[2]:
+        raise ValueError(f"x.features must be prod(in_shape) = {in_shape}, got {x.features}")
+    if not bits and tuple(xt.shape[1:]) != in_shape:
+        raise ValueError(f"x must have shape [rows, {in_shape}], got {tuple(xt.shape)}")
+    losses = _checks.floating("losses", losses)
+    sigma = _checks.floating("sigma", sigma)
+    N = weight_shape[0]
+    if sigma.dim() != 1 or sigma.numel() != N:
+        raise ValueError(f"sigma must be a 1-D tensor of {N} entries (one per output channel), got {tuple(sigma.shape)}")
+    if losses.dim() != 1:
+        raise ValueError(f"losses must be a 1-D tensor [M] of loss weights, got shape {tuple(losses.shape)}")
+    st = _state(state, dev)
+    repeat = _checks.integer("repeat", repeat, lo=1)
+    rows = Rx * repeat if rows is None else _checks.integer("rows", rows, lo=0)
+    if Rx and rows % (Rx * repeat):
+        raise ValueError(f"rows must be a multiple of x rows * repeat = {Rx} * {repeat}, got {rows}")
+    M = losses.numel()
+    if rows and (M == 0 or rows % M):
+        raise ValueError(f"losses must have M entries with M dividing rows={rows}, got shape {tuple(losses.shape)}")
+    _positive("sigma", sigma)
+    b = _backend.resolve(dev, backend)
+    md = torch.float32
+    sp = (stride,) * 2 if isinstance(stride, int) else tuple(stride)
+    pd = (padding,) * 2 if isinstance(padding, int) else tuple(padding)
+    dl = (dilation,) * 2 if isinstance(dilation, int) else tuple(dilation)
+    H, Wd = in_shape[1], in_shape[2]
+    Ho = (H + 2 * pd[0] - dl[0] * (weight_shape[2] - 1) - 1) // sp[0] + 1
+    Wo = (Wd + 2 * pd[1] - dl[1] * (weight_shape[3] - 1) - 1) // sp[1] + 1
+    P = Ho * Wo
+    gw = torch.zeros(weight_shape, dtype=md, device=dev)
+    gb = torch.zeros(N, dtype=md, device=dev)
+    gs = torch.zeros(N, dtype=md, device=dev)
+    if rows == 0 or N == 0:
+        return LRGrads(gw, gb, gs)
+    L = losses.detach().to(md)
+    s = sigma.detach().to(md)
+    philox = kernel("rng", "philox", b)
+    J = rows // (Rx * repeat)
+    per_row = repeat * N * P
+    rc = max(1, min(Rx, int(chunk_elements) // max(per_row, 1)))
+    for q0 in range(0, Rx, rc):
+        q1 = min(Rx, q0 + rc)
+        E = torch.zeros(q1 - q0, N, Ho, Wo, dtype=md, device=dev)
+        for j in range(J):
+            ra = (j * Rx + q0) * repeat
+            n_rows = (q1 - q0) * repeat
+            sub = st.clone()
+            sub[1] += ra * N * P
+            eps = philox(sub, n_rows * N * P, KIND_NORMAL).view(q1 - q0, repeat, N, Ho, Wo)
+            w = L[torch.arange(ra, ra + n_rows, device=dev) % M].view(q1 - q0, repeat, 1, 1, 1)
+            f = torch.where(eps >= 0, w, -w) if sign else w * eps
+            E += f.sum(1)
+            gb += f.sum(dim=(0, 1, 3, 4))
+            gs += (w * (eps * eps - 1)).sum(dim=(0, 1, 3, 4))
+            del eps, f
+        if bits:
+            from ..reference.lr_grad import unpack_bits
+            xq = unpack_bits(xt[q0:q1], x.features, md).view(q1 - q0, *in_shape)
+        else:
+            xq = xt[q0:q1].detach().to(md)
+            if sign:
+                xq = torch.sign(xq)
+        gw += conv2d_weight(xq, weight_shape, E, stride=sp, padding=pd, dilation=dl)
+    if not sign:
+        gw /= s.view(N, 1, 1, 1)
+        gb /= s
+    gs /= s
+    return LRGrads(gw, gb, gs)
