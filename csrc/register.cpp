@@ -48,6 +48,10 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
         "-> (Tensor, Tensor, Tensor)");
   // binary x [R, K] -> int32 [R, ceil(K/32)], bit j of word w = (x[r, 32w + j] != 0)
   m.def("lr_pack_bits(Tensor x) -> Tensor");
+  // LIF neurons (seed Eq. 7) fed pre + sigma * eps: pre [S, B, F] (S = 1 or steps), sigma [F / inner];
+  // eps of (t, b*C + c, j) = normal(offset + ((t*B + b)*C + c)*F + j) (noise_add's layout) -> spikes [T, B*C, F]
+  m.def("lif_noise(Tensor pre, Tensor sigma, Tensor state, int steps, int replicas, int inner, float decay, "
+        "float threshold) -> Tensor");
   m.def("sampled_linear(Tensor x, Tensor weight, Tensor? bias, Tensor mask) -> Tensor");
   m.def("sampled_linear_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask) -> (Tensor, Tensor, Tensor)");
   m.def("sampled_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor mask, int[] stride, int[] padding, "

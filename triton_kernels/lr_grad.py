@@ -93,3 +93,43 @@ def lr_grad(x: torch.Tensor, losses: torch.Tensor, sigma: torch.Tensor, state: t
                           MATH=tl.float64 if md == torch.float64 else tl.float32, BN=BN, BK=BK, BR=BR)
     return gw, gb, gs
 
+
+
+@triton.jit
+def _lif_noise_kernel(pre_ptr, s_ptr, state_ptr, out_ptr, Sx, B, F, T, C, inner, decay, th,
+                      MATH: tl.constexpr, BLOCK: tl.constexpr):
+    """LIF (seed Eq. 7) fed pre + sigma * eps, one program per (row, block of features), looping over T."""
+    row = tl.program_id(0).to(tl.int64)
+    j = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = j < F
+    seed_lo, seed_hi, offset = load_state(state_ptr)
+    b = row // C
+    R = B * C
+    sg = tl.load(s_ptr + j // inner, mask=m, other=0.0).to(MATH)
+    u = tl.zeros((BLOCK,), dtype=MATH)
+    keep = tl.zeros((BLOCK,), dtype=MATH) + decay
+    t = 0
+    while t < T:
+        tp = t if Sx > 1 else 0
+        p = tl.load(pre_ptr + (tp * B + b) * F + j, mask=m, other=0.0).to(MATH)
+        g = (t * R + row) * F + j
+        v = p + sg * normal_at(seed_lo, seed_hi, offset + g).to(MATH)
+        u = u * keep + v
+        spk = u > th
+        keep = tl.where(spk, 0.0, decay).to(MATH)
+        tl.store(out_ptr + g, spk.to(tl.float32).to(out_ptr.dtype.element_ty), mask=m)
+        t += 1
+
+
+def lif_noise(pre: torch.Tensor, sigma: torch.Tensor, state: torch.Tensor, steps: int, replicas: int, inner: int,
+              decay: float, threshold: float) -> torch.Tensor:
+    S, B, F = pre.shape
+    out = torch.empty((steps, B * replicas, F), dtype=pre.dtype, device=pre.device)
+    if out.numel() == 0:
+        return out
+    BLOCK = 128
+    md = tl.float64 if pre.dtype == torch.float64 else tl.float32
+    _lif_noise_kernel[(B * replicas, triton.cdiv(F, BLOCK))](pre.contiguous(), sigma.contiguous(), state, out, S, B, F,
+                                                            steps, replicas, inner, float(decay), float(threshold),
+                                                            MATH=md, BLOCK=BLOCK)
+    return out

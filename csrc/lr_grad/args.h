@@ -48,4 +48,21 @@ inline LRShape lr_check(const at::Tensor& x, const at::Tensor& losses, const at:
   return {Rx, k, sigma.numel(), M, rows, repeat, (rows == 0 || Rx == 0) ? 0 : rows / (Rx * repeat), bits};
 }
 
+struct LIFShape {
+  int64_t S, B, F;
+};
+
+// lif_noise: pre [S, B, F] floating (S = 1 or T), sigma [F / inner] in the math type.
+inline LIFShape lif_check(const at::Tensor& pre, const at::Tensor& sigma, int64_t T, int64_t C, int64_t inner) {
+  TORCH_CHECK(pre.dim() == 3 && at::isFloatingType(pre.scalar_type()), "pre must be a floating [S, B, F] tensor, got ",
+              pre.scalar_type(), " ", pre.sizes());
+  TORCH_CHECK(T >= 1 && C >= 1 && inner >= 1, "steps, replicas and inner must be >= 1, got ", T, ", ", C, ", ", inner);
+  TORCH_CHECK(pre.size(0) == 1 || pre.size(0) == T, "pre must have 1 or steps = ", T, " time steps, got ", pre.size(0));
+  TORCH_CHECK(sigma.dim() == 1 && sigma.scalar_type() == lr_math_type(pre) && sigma.device() == pre.device(),
+              "sigma must be a 1-D ", lr_math_type(pre), " tensor on ", pre.device());
+  TORCH_CHECK(sigma.numel() * inner == pre.size(2), "pre must have sigma.numel() * inner = ", sigma.numel() * inner,
+              " features, got ", pre.size(2));
+  return {pre.size(0), pre.size(1), pre.size(2)};
+}
+
 }  // namespace fastnoise

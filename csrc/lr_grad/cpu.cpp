@@ -1,5 +1,5 @@
 // CPU kernels of the likelihood-ratio gradient estimator (math and row layout: fastnoise/ops/lr_grad.py;
-// seed 002 Eq. 1, 3, 8) and of the spike bit packing.
+// seed 002 Eq. 1, 3, 8), of the spike bit packing, and of the noisy LIF forward (lif_noise, Eq. 7).
 //
 // lr_grad work split: tasks = (block of output neurons) x (range of input rows). A task regenerates the
 // noise of its neurons for the noise rows of its input rows (each normal is made once, by the vectorized
@@ -16,11 +16,14 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
 #include "lr_grad/args.h"
+#include "noise/noise_math.h"
 #include "normal_cpu.h"
 #include "simd.h"
 
@@ -234,7 +237,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lr_grad_cpu(const at::Tensor& x_,
   return lr_grad_impl<float>(x, losses, sigma, st, s, sign);
 }
 
-// int32 [R, ceil(K/32)]: bit j of word w = (x[r, 32w + j] != 0).
+// int32 [R, ceil(K/32)]: bit j of word w = (x[r, 32w + j] != 0); every value must be 0 or 1 (ValueError).
 at::Tensor lr_pack_bits_cpu(const at::Tensor& x_) {
   TORCH_CHECK(x_.dim() == 2 && at::isFloatingType(x_.scalar_type()), "x must be a 2-D floating tensor, got ",
               x_.scalar_type(), " ", x_.sizes());
@@ -242,20 +245,76 @@ at::Tensor lr_pack_bits_cpu(const at::Tensor& x_) {
   const int64_t R = x.size(0), K = x.size(1), W = (K + 31) / 32;
   at::Tensor out = at::empty({R, W}, x.options().dtype(at::kInt));
   if (R == 0 || W == 0) return out;
+  std::atomic<bool> bad{false};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lr_pack_bits", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     int32_t* op = out.data_ptr<int32_t>();
     at::parallel_for(0, R, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t r0, int64_t r1) {
+      bool b = false;
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* src = xp + r * K;
         for (int64_t w = 0; w < W; ++w) {
           const int64_t kk = std::min<int64_t>(32, K - 32 * w);
           uint32_t word = 0;
-          for (int64_t j = 0; j < kk; ++j) word |= static_cast<uint32_t>(src[32 * w + j] != scalar_t(0)) << j;
+          for (int64_t j = 0; j < kk; ++j) {
+            const float v = static_cast<float>(src[32 * w + j]);
+            b |= (v != 0.0f) & (v != 1.0f);
+            word |= static_cast<uint32_t>(v != 0.0f) << j;
+          }
           op[r * W + w] = static_cast<int32_t>(word);
         }
       }
+      if (b) bad = true;
     });
+  });
+  TORCH_CHECK_VALUE(!bad.load(), "x must be binary (every value 0 or 1) to be packed as spikes");
+  return out;
+}
+
+// lif_noise: LIF neurons (Eq. 7) fed pre + sigma * eps over T steps, spikes [T, B*C, F]; eps of (t, row, j) is
+// normal(offset + (t*B*C + row)*F + j) (noise_add's layout), row = b*C + c. Parallel over rows: each row runs
+// its T steps with the membrane u and the leak factor keep = decay * (1 - s) in aligned row buffers.
+template <typename S, typename A>
+void lif_rows(const S* pre, int64_t Sx, int64_t B, int64_t F, int64_t T, int64_t C, const A* sigma, int64_t inner,
+              A decay, A th, const RngState& st, S* out) {
+  const int64_t R = B * C;
+  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, T * F)), [&](int64_t r0, int64_t r1) {
+    VecBuffer<A> u(F), keep(F), sig(F);
+    std::vector<float> eps(static_cast<size_t>(std::max<int64_t>(F, 1)));
+    for (int64_t j = 0; j < F; ++j) sig[j] = sigma[j / inner];
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t b = row / C;
+      std::fill(u.data(), u.data() + F, A(0));
+      std::fill(keep.data(), keep.data() + F, decay);
+      for (int64_t t = 0; t < T; ++t) {
+        const S* p = pre + ((Sx > 1 ? t : 0) * B + b) * F;
+        const int64_t g0 = (t * R + row) * F;
+        fill_normals_cpu(st.seed, st.offset, g0, g0 + F, eps.data());
+        S* o = out + g0;
+        for (int64_t j = 0; j < F; ++j) {
+          const A v = noise_forward_elem<kNoiseAdd, A>(static_cast<A>(p[j]), sig[j], A(0), static_cast<A>(eps[j]));
+          const A uu = u[j] * keep[j] + v;
+          const bool spk = uu > th;
+          u[j] = uu;
+          keep[j] = spk ? A(0) : decay;
+          o[j] = static_cast<S>(spk ? 1.0f : 0.0f);
+        }
+      }
+    }
+  });
+}
+
+at::Tensor lif_noise_cpu(const at::Tensor& pre_, const at::Tensor& sigma_, const at::Tensor& state, int64_t T,
+                         int64_t C, int64_t inner, double decay, double threshold) {
+  const LIFShape s = lif_check(pre_, sigma_, T, C, inner);
+  const RngState st = read_rng_state(state);
+  const at::Tensor pre = pre_.contiguous(), sigma = sigma_.contiguous();
+  at::Tensor out = at::empty({T, s.B * C, s.F}, pre.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pre.scalar_type(), "lif_noise", [&] {
+    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    lif_rows<scalar_t, A>(pre.data_ptr<scalar_t>(), s.S, s.B, s.F, T, C, sigma.data_ptr<A>(), inner,
+                          static_cast<A>(decay), static_cast<A>(threshold), st, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -266,4 +325,5 @@ at::Tensor lr_pack_bits_cpu(const at::Tensor& x_) {
 TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("lr_grad", &fastnoise::lr_grad_cpu);
   m.impl("lr_pack_bits", &fastnoise::lr_pack_bits_cpu);
+  m.impl("lif_noise", &fastnoise::lif_noise_cpu);
 }

@@ -6,12 +6,14 @@
 // input row into E [TQ, TN] (shared memory), load the X tile (bits unpacked, sgn for NIT-S) and
 // accumulate E^T X in registers (4 neurons x 2 inputs per thread). The blocks of the first input tile
 // also sum G_bias and G_sigma (per thread, then over the thread rows in a fixed order): deterministic.
-// Seed and offset are read from device memory (CUDA-graph safe).
+// Seed and offset are read from device memory (CUDA-graph safe). lif_noise (the noisy LIF forward): one
+// thread per (row, feature) runs the T steps of Eq. 7 on the normals of noise_add's layout.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "cuda_common.cuh"
 #include "lr_grad/launch.h"
+#include "noise/noise_math.h"
 #include "philox.h"
 
 namespace fastnoise {
@@ -146,7 +148,62 @@ cudaError_t launch(XR xr, const void* losses, const void* sigma, const int64_t* 
   return cudaGetLastError();
 }
 
+// ---- lif_noise: one thread per (row, feature), looping over the T steps (Eq. 7, noise_add's layout) ----
+
+template <typename S> __device__ __forceinline__ S from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ double from_float<double>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename S, typename A>
+__global__ void lif_noise_kernel(const S* __restrict__ pre, const A* __restrict__ sigma, const int64_t* __restrict__ state,
+                                 S* __restrict__ out, int64_t Sx, int64_t B, int64_t F, int64_t T, int64_t C,
+                                 int64_t inner, A decay, A th) {
+  const uint64_t seed = static_cast<uint64_t>(state[0]), offset = static_cast<uint64_t>(state[1]);
+  const int64_t R = B * C, n = R * F;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / F, j = i % F, b = row / C;
+    const A sg = sigma[j / inner];
+    A u = A(0), keep = decay;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t g = (t * R + row) * F + j;
+      const A p = to_math<A>(pre[((Sx > 1 ? t : 0) * B + b) * F + j]);
+      const A v = noise_forward_elem<kNoiseAdd, A>(p, sg, A(0), static_cast<A>(normal_at(seed, offset + static_cast<uint64_t>(g))));
+      u = u * keep + v;
+      const bool spk = u > th;
+      keep = spk ? A(0) : decay;
+      out[g] = from_float<S>(spk ? 1.0f : 0.0f);
+    }
+  }
+}
+
+template <typename S, typename A>
+cudaError_t launch_lif(const void* pre, const void* sigma, const int64_t* state, void* out, int64_t Sx, int64_t B,
+                       int64_t F, int64_t T, int64_t C, int64_t inner, double decay, double th, cudaStream_t stream) {
+  const int64_t n = B * C * F;
+  if (n == 0) return cudaSuccess;
+  lif_noise_kernel<S, A><<<grid_for(n, 256), 256, 0, stream>>>(static_cast<const S*>(pre), static_cast<const A*>(sigma),
+                                                               state, static_cast<S*>(out), Sx, B, F, T, C, inner,
+                                                               static_cast<A>(decay), static_cast<A>(th));
+  return cudaGetLastError();
+}
+
 }  // namespace
+
+cudaError_t launch_lif_noise(int dtype, const void* pre, const void* sigma, const int64_t* state, void* out, int64_t S,
+                             int64_t B, int64_t F, int64_t T, int64_t C, int64_t inner, double decay, double threshold,
+                             cudaStream_t stream) {
+  switch (dtype) {
+    case kLRF32: return launch_lif<float, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
+    case kLRF16: return launch_lif<__half, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
+    case kLRBF16:
+      return launch_lif<__nv_bfloat16, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
+    case kLRF64: return launch_lif<double, double>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
 
 cudaError_t launch_lr_grad(int xkind, const void* x, const void* losses, const void* sigma, const int64_t* state,
                            int64_t Rx, int64_t K, int64_t N, int64_t M, int64_t J, int64_t repeat, bool sign,

@@ -40,7 +40,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lr_grad_cuda(const at::Tensor& x_
   return {gw, gb, gs};
 }
 
+at::Tensor lif_noise_cuda(const at::Tensor& pre_, const at::Tensor& sigma_, const at::Tensor& state, int64_t T,
+                          int64_t C, int64_t inner, double decay, double threshold) {
+  const LIFShape s = lif_check(pre_, sigma_, T, C, inner);
+  TORCH_CHECK(pre_.is_cuda(), "pre must be a CUDA tensor");
+  check_cuda_state(state, pre_);
+  const c10::cuda::CUDAGuard guard(pre_.device());
+  const at::Tensor pre = pre_.contiguous(), sigma = sigma_.contiguous();
+  at::Tensor out = at::empty({T, s.B * C, s.F}, pre.options());
+  FASTNOISE_CUDA_CHECK(launch_lif_noise(x_kind(pre), pre.data_ptr(), sigma.data_ptr(), state.data_ptr<int64_t>(),
+                                        out.data_ptr(), s.S, s.B, s.F, T, C, inner, decay, threshold,
+                                        c10::cuda::getCurrentCUDAStream()));
+  return out;
+}
+
 }  // namespace
 }  // namespace fastnoise
 
-TORCH_LIBRARY_IMPL(fastnoise_kernels, CUDA, m) { m.impl("lr_grad", &fastnoise::lr_grad_cuda); }
+TORCH_LIBRARY_IMPL(fastnoise_kernels, CUDA, m) {
+  m.impl("lr_grad", &fastnoise::lr_grad_cuda);
+  m.impl("lif_noise", &fastnoise::lif_noise_cuda);
+}

@@ -14,4 +14,10 @@ cudaError_t launch_lr_grad(int xkind, const void* x, const void* losses, const v
                            int64_t Rx, int64_t K, int64_t N, int64_t M, int64_t J, int64_t repeat, bool sign,
                            void* gw, void* gb, void* gs, cudaStream_t stream);
 
+// lif_noise: pre [S, B, F] of `dtype` (0 f32, 1 f16, 2 bf16, 3 f64), sigma [F / inner] in the math type,
+// out [T, B*C, F] spikes of `dtype`.
+cudaError_t launch_lif_noise(int dtype, const void* pre, const void* sigma, const int64_t* state, void* out, int64_t S,
+                             int64_t B, int64_t F, int64_t T, int64_t C, int64_t inner, double decay, double threshold,
+                             cudaStream_t stream);
+
 }  // namespace fastnoise

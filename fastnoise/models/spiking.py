@@ -94,10 +94,10 @@ class SpikingMLP(_SpikingNet):
         h = self.encoder(x.flatten(1))                                  # [S, B, in]
         last = len(self.fcs) - 1
         for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
-            v = fc(h, replicas=replicas, steps=self.steps) if k == 0 else fc(h)  # [T, B*C, width]
+            kw = dict(replicas=replicas, steps=self.steps) if k == 0 else {}
             if k == last:
-                return self._logits(v, lif)
-            h = lif(v)
+                return self._logits(fc(h, **kw), lif)
+            h = fc(h, lif=lif, **kw)                                     # spikes [T, B*C, width]
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -128,8 +128,8 @@ class SpikingCNN(_SpikingNet):
     def forward(self, x: torch.Tensor, replicas: int = 1) -> torch.Tensor:
         h = self.encoder(x)                                              # [S, B, C, H, W]
         for k, conv in enumerate(self.convs):
-            v = conv(h, replicas=replicas, steps=self.steps) if k == 0 else conv(h)
-            s = self.lifs[k](v)                                          # [T, B*C, c, H, W]
+            kw = dict(replicas=replicas, steps=self.steps) if k == 0 else {}
+            s = conv(h, lif=self.lifs[k], **kw)                           # spikes [T, B*C, c, H, W]
             T, R = s.shape[:2]
             h = F.max_pool2d(s.flatten(0, 1), 2).view(T, R, *s.shape[2:3], s.shape[3] // 2, s.shape[4] // 2)
         return self._logits(self.fc(h.flatten(2)), self.lifs[2])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import math
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
@@ -87,21 +88,29 @@ class LRLayer(NoiseModule):
             raise ValueError(f"x has {S} time steps: steps must be {S} (or x must have 1 step to repeat), got {T}")
         return S, B, T, replicas, one and T == 1
 
-    def _noisy(self, pre: torch.Tensor, S: int, B: int, T: int, C: int, x_rows: torch.Tensor) -> torch.Tensor:
-        """pre [S*B, N, ...] -> [T*B*C, N, ...] plus sigma * eps; records (x, state) when `recording`."""
-        feat = pre.shape[1:]
-        pre = pre.view(S, B, 1, *feat)
-        if T != S or C != 1:
-            pre = pre.expand(T, B, C, *feat)
-        pre = pre.reshape(T * B * C, *feat)
+    def _noisy(self, pre: torch.Tensor, S: int, B: int, T: int, C: int, x_rows: torch.Tensor,
+               lif: Optional[torch.nn.Module] = None) -> torch.Tensor:
+        """pre [S*B, N, ...] -> [T*B*C, N, ...] plus sigma * eps (then `lif`, if given: spikes); records (x, state)
+        when `recording`. With `lif` and no gradient needed, noise and LIF run fused (`fastnoise.ops.lif_noise`)."""
+        feat = tuple(pre.shape[1:])
         if not self.noise_active:
             self.record = None
-            return pre
-        sig = self.sigma.to(pre.dtype).view(-1, *([1] * (len(feat) - 1)))
-        st = self.stream.next(pre.numel())
+            v = pre.view(S, B, 1, *feat).expand(T, B, C, *feat).reshape(T * B * C, *feat)
+            return v if lif is None else lif(v.view(T, B * C, *feat)).view(T * B * C, *feat)
+        F_ = math.prod(feat)
+        st = self.stream.next(T * B * C * F_)
         if st.device != pre.device:
             st = st.to(pre.device)
-        out = noise_add(pre, sig, state=st)
+        fused = lif is not None and not (torch.is_grad_enabled() and (pre.requires_grad or self.sigma.requires_grad))
+        if fused:
+            out = _lr.lif_noise(pre.reshape(S, B, F_), self.sigma.to(pre.dtype), st, steps=T, replicas=C,
+                                inner=max(1, math.prod(feat[1:])), decay=lif.decay,
+                                threshold=lif.threshold).view(T * B * C, *feat)
+        else:
+            v = pre.view(S, B, 1, *feat).expand(T, B, C, *feat).reshape(T * B * C, *feat)
+            out = noise_add(v, self.sigma.to(pre.dtype).view(-1, *([1] * (len(feat) - 1))), state=st)
+            if lif is not None:
+                out = lif(out.view(T, B * C, *feat)).view(T * B * C, *feat)
         if self.recording:
             x2 = x_rows.detach().reshape(S * B, -1)
             kept = _lr.pack_spikes(x2) if self.binary_input else x2.contiguous()
@@ -174,11 +183,13 @@ class LRLinear(LRLayer):
                 "bias": self.bias is not None, "sigma_init": self.sigma_init, "sigma": "per-neuron",
                 "binary_input": self.binary_input}
 
-    def forward(self, x: torch.Tensor, replicas: int = 1, steps: Optional[int] = None) -> torch.Tensor:
-        """x [B, in] or [S, B, in] -> [B*C, out] (one step) or [T, B*C, out]."""
+    def forward(self, x: torch.Tensor, replicas: int = 1, steps: Optional[int] = None,
+                lif: Optional[torch.nn.Module] = None) -> torch.Tensor:
+        """x [B, in] or [S, B, in] -> [B*C, out] (one step) or [T, B*C, out]; with `lif` (a `fastnoise.nn.LIF`):
+        its spikes, ``lif(self(x))``, computed fused with the noise when no gradient is needed."""
         S, B, T, C, flat = self._layout(x, 1, replicas, steps)
         pre = F.linear(x.reshape(S * B, self.in_features), self.weight, self.bias)
-        out = self._noisy(pre, S, B, T, C, x)
+        out = self._noisy(pre, S, B, T, C, x, lif)
         return out if flat else out.view(T, B * C, self.out_features)
 
     def lr_gradients(self, loss_weights: torch.Tensor, *, sign: bool = False, state: Optional[torch.Tensor] = None,
@@ -226,13 +237,15 @@ class LRConv2d(LRLayer):
                 "dilation": list(self.dilation), "bias": self.bias is not None, "sigma_init": self.sigma_init,
                 "sigma": "per-channel", "binary_input": self.binary_input}
 
-    def forward(self, x: torch.Tensor, replicas: int = 1, steps: Optional[int] = None) -> torch.Tensor:
-        """x [B, C, H, W] or [S, B, C, H, W] -> [B*C', N, Ho, Wo] (one step) or [T, B*C', N, Ho, Wo]."""
+    def forward(self, x: torch.Tensor, replicas: int = 1, steps: Optional[int] = None,
+                lif: Optional[torch.nn.Module] = None) -> torch.Tensor:
+        """x [B, C, H, W] or [S, B, C, H, W] -> [B*C', N, Ho, Wo] (one step) or [T, B*C', N, Ho, Wo]; `lif` as
+        in `LRLinear.forward`."""
         S, B, T, C, flat = self._layout(x, 3, replicas, steps)
         xs = x.reshape(S * B, *x.shape[-3:])
         self._in_shape = tuple(int(v) for v in x.shape[-3:])
         pre = F.conv2d(xs, self.weight, self.bias, self.stride, self.padding, self.dilation)
-        out = self._noisy(pre, S, B, T, C, xs)
+        out = self._noisy(pre, S, B, T, C, xs, lif)
         return out if flat else out.view(T, B * C, *out.shape[1:])
 
     def lr_gradients(self, loss_weights: torch.Tensor, *, sign: bool = False, state: Optional[torch.Tensor] = None,

@@ -33,7 +33,7 @@ import torch
 from .. import _backend, _checks
 from ._dispatch import kernel
 
-__all__ = ["lr_grad", "lr_grad_conv2d", "LRGrads", "SpikeBits", "pack_spikes", "unpack_spikes", "loss_weights", "BASELINES"]
+__all__ = ["lr_grad", "lr_grad_conv2d", "lif_noise", "LRGrads", "SpikeBits", "pack_spikes", "unpack_spikes", "loss_weights", "BASELINES"]
 
 BASELINES = ("none", "mean", "clean")
 
@@ -84,11 +84,13 @@ def pack_spikes(x: torch.Tensor, *, check: bool = True, backend: Optional[str] =
         raise ValueError("x must have at least 1 dim (features last), got a 0-d tensor")
     K = int(x.shape[-1])
     x2 = x.reshape(-1, K)
-    if check and not _checks._tracing() and x2.numel() and bool(((x2 != 0) & (x2 != 1)).any()):
-        raise ValueError("x must be binary (every value 0 or 1) to be packed as spikes")
     b = _backend.resolve(x.device, backend)
     if b != "cpu":
         b = "reference"
+    elif check:
+        check = False  # the C++ kernel checks while it packs (ValueError)
+    if check and not _checks._tracing() and x2.numel() and bool(((x2 != 0) & (x2 != 1)).any()):
+        raise ValueError("x must be binary (every value 0 or 1) to be packed as spikes")
     return SpikeBits(_pack_bits(x2.contiguous(), b), K)
 
 
@@ -244,6 +246,56 @@ def loss_weights(losses: torch.Tensor, baseline: str = "none", *, clean: Optiona
     else:
         w = L
     return (w * scale).reshape(-1)
+
+
+# ---- the forward: LIF neurons fed the noisy current, in one kernel ----------------------------------
+
+@torch.library.custom_op("fastnoise::lif_noise", mutates_args=())
+def _lif_noise(pre: torch.Tensor, sigma: torch.Tensor, state: torch.Tensor, steps: int, replicas: int, inner: int,
+               decay: float, threshold: float, backend: str) -> torch.Tensor:
+    return kernel("lr_grad", "lif_noise", backend)(pre, sigma, state, steps, replicas, inner, decay, threshold)
+
+
+@_lif_noise.register_fake
+def _(pre, sigma, state, steps, replicas, inner, decay, threshold, backend):
+    return pre.new_empty((steps, pre.shape[1] * replicas, pre.shape[2]))
+
+
+def lif_noise(pre: torch.Tensor, sigma: torch.Tensor, state: torch.Tensor, *, steps: int, replicas: int = 1,
+              inner: int = 1, decay: float = 0.5, threshold: float = 1.0, backend: Optional[str] = None) -> torch.Tensor:
+    """Spikes of LIF neurons (seed Eq. 7) fed the noisy current ``pre + sigma * eps``, for T = `steps` steps
+    and C = `replicas` noise replicas of every sample, in one kernel (the noisy current is never formed).
+
+    pre [S, B, F]: the noise-free current (S = 1: the same every step, direct-current input; S = T);
+    sigma [F // inner] >= 0: feature j uses ``sigma[j // inner]`` (per neuron; per channel of a conv
+    output flattened to F = N * H * W with inner = H * W); state: int64 [seed, offset]. Row ``b*C + c``
+    of step t gets ``eps = normal(offset + ((t B + b) C + c) F + j)``, exactly `noise_add`'s layout on the
+    [T*B*C, F] current, so `lr_grad` regenerates the same eps. LIF: ``u[t] = decay * u[t-1] * (1 - s[t-1])
+    + v[t]``, ``s[t] = (u[t] > threshold)``, u[0] = s[0] = 0 (`fastnoise.nn.LIF`). Returns spikes [T, B*C, F]
+    (0 / 1, pre's dtype). Not differentiable: the unfused `noise_add` + `LIF` path serves backprop.
+    """
+    pre = _checks.floating("pre", pre)
+    if pre.dim() != 3:
+        raise ValueError(f"pre must be a 3-D [S, B, F] current, got shape {tuple(pre.shape)}")
+    sigma = _checks.floating("sigma", sigma)
+    steps = _checks.integer("steps", steps, lo=1)
+    replicas = _checks.integer("replicas", replicas, lo=1)
+    inner = _checks.integer("inner", inner, lo=1)
+    decay = _checks.number("decay", decay, lo=0.0, hi=1.0)
+    threshold = _checks.number("threshold", threshold, lo=0.0, lo_open=True)
+    if pre.shape[0] not in (1, steps):
+        raise ValueError(f"pre must have 1 or steps={steps} time steps, got {pre.shape[0]}")
+    if sigma.dim() != 1 or sigma.numel() * inner != pre.shape[2]:
+        raise ValueError(f"sigma must be 1-D with sigma.numel() * inner = pre.shape[2] = {pre.shape[2]}, got "
+                         f"{tuple(sigma.shape)} and inner={inner}")
+    _checks.same_device("sigma", sigma, "pre", pre)
+    from ._noise import _nonnegative
+    _nonnegative("sigma", sigma)
+    st = _state(state, pre.device)
+    md = torch.float64 if pre.dtype == torch.float64 else torch.float32
+    b = _backend.resolve(pre.device, backend)
+    return _lif_noise(pre.detach().contiguous(), sigma.detach().to(md).contiguous(), st, steps, replicas, inner,
+                      decay, threshold, b)
 
 
 # ---- convolutions: regenerated noise x torch's conv weight gradient ------------------------------

@@ -89,3 +89,29 @@ def lr_grad(x: torch.Tensor, losses: torch.Tensor, sigma: torch.Tensor, state: t
 
 
 lr_pack_bits = pack_bits  # the kernel name (fastnoise_kernels::lr_pack_bits)
+
+
+def lif_noise(pre: torch.Tensor, sigma: torch.Tensor, state: torch.Tensor, steps: int, replicas: int, inner: int,
+              decay: float, threshold: float) -> torch.Tensor:
+    """Spikes [T, B*C, F] of LIF neurons (seed Eq. 7) fed ``pre + sigma * eps`` (kernel fastnoise_kernels::lif_noise).
+
+    pre [S, B, F] (S = 1: the same current every step), sigma [F // inner] (feature j uses
+    sigma[j // inner]); eps of (t, b, c, j) = normal(offset + ((t B + b) C + c) F + j): the layout of
+    `noise_add` on the [T*B*C, F] current. ``u[t] = decay * u[t-1] * (1 - s[t-1]) + v[t]``,
+    ``s[t] = (u[t] > threshold)``, u[0] = s[0] = 0.
+    """
+    S, B, F = pre.shape
+    T, C = steps, replicas
+    md = math_dtype(pre.dtype)
+    eps = philox(state, T * B * C * F, 2).to(md).view(T, B * C, F)
+    sig = sigma.to(md).repeat_interleave(inner)
+    p = pre.to(md).repeat_interleave(C, dim=1)
+    u = torch.zeros(B * C, F, dtype=md, device=pre.device)
+    s = torch.zeros_like(u)
+    out = torch.empty(T, B * C, F, dtype=pre.dtype, device=pre.device)
+    for t in range(T):
+        v = p[t if S > 1 else 0] + sig * eps[t]
+        u = decay * u * (1 - s) + v
+        s = (u > threshold).to(md)
+        out[t] = s.to(pre.dtype)
+    return out
