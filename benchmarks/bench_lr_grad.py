@@ -14,7 +14,7 @@ Cases (each row: median time side by side in one run):
   and every layer's X stored per row, then the estimator GEMMs); ``compile(reference)``: the same under
   torch.compile; ``reference_shared``: eager PyTorch that also computes the shared first layer once per
   sample and reduces the noise over the rows sharing an input before the GEMM (the algebra the kernel
-  uses, without the kernel); ``cpu``: `fastnoise.nit_core.lr_estimate` on `fastnoise.models.SpikingMLP`.
+  uses, without the kernel); ``cpu``: `fastnoise.methods.nit.lr_estimate` on `fastnoise.models.SpikingMLP`.
 * ``train step``: one NIT step (the forward+estimate, Adam update, projection) next to one STBP step
   (surrogate-gradient BPTT, Adam) on the same network; ``reference`` is the STBP step here, so
   ``x_vs_reference`` = STBP time / NIT time.
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 import fastnoise
 from benchmarks._common import Case, reference_variants
-from fastnoise import nit_core as nc
+from fastnoise.methods import nit as nc
 from fastnoise.models import SpikingMLP
 
 DECAY, THRESHOLD, SIGMA = 0.5, 1.0, 1.0

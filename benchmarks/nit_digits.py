@@ -8,7 +8,7 @@ T steps, direct-current input, membrane readout) from the same initialization wi
   * NIT-S:  the sign estimator (Eq. 3);   NIT-S+: NIT-S for the first 70% of the epochs, then NIT (§4.4).
 Reported per method: clean test accuracy as deployed (one noise draw per image for the noisy models)
 and with the noise off, wall time per training step (median), peak tensor memory of one step
-(fastnoise.nit_core.peak_memory: torch profiler allocation events). Timings: run it alone
+(fastnoise.methods.nit.peak_memory: torch profiler allocation events). Timings: run it alone
 (`/work/tools/quiet`); the accuracies do not depend on the machine load.
 
     python benchmarks/nit_digits.py [--epochs 10] [--replicas 16] [--hidden 100] [--steps 8] [--json out.json]
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastnoise import data, models  # noqa: E402
-from fastnoise import nit_core as nc  # noqa: E402
+from fastnoise.methods import nit as nc  # noqa: E402
 from fastnoise.nn import set_noise_mode  # noqa: E402
 
 METHODS = ("stbp", "stbp_n", "nit", "nit_s", "nit_s+")

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "common/dtype_aten.h"
+
 namespace fastnoise {
 
 struct LRShape {
@@ -13,9 +15,7 @@ struct LRShape {
   bool bits;
 };
 
-inline at::ScalarType lr_math_type(const at::Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
+inline at::ScalarType lr_math_type(const at::Tensor& x) { return math_type(x.scalar_type()); }
 
 inline LRShape lr_check(const at::Tensor& x, const at::Tensor& losses, const at::Tensor& sigma, int64_t rows,
                         int64_t repeat, int64_t k) {

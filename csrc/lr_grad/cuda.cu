@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "lr_grad/launch.h"
 #include "noise/noise_math.h"
@@ -195,14 +196,11 @@ cudaError_t launch_lif(const void* pre, const void* sigma, const int64_t* state,
 cudaError_t launch_lif_noise(int dtype, const void* pre, const void* sigma, const int64_t* state, void* out, int64_t S,
                              int64_t B, int64_t F, int64_t T, int64_t C, int64_t inner, double decay, double threshold,
                              cudaStream_t stream) {
-  switch (dtype) {
-    case kLRF32: return launch_lif<float, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
-    case kLRF16: return launch_lif<__half, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
-    case kLRBF16:
-      return launch_lif<__nv_bfloat16, float>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
-    case kLRF64: return launch_lif<double, double>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using D = typename decltype(tag)::type;
+    using A = typename decltype(tag)::math;
+    return launch_lif<D, A>(pre, sigma, state, out, S, B, F, T, C, inner, decay, threshold, stream);
+  });
 }
 
 cudaError_t launch_lr_grad(int xkind, const void* x, const void* losses, const void* sigma, const int64_t* state,
@@ -210,16 +208,16 @@ cudaError_t launch_lr_grad(int xkind, const void* x, const void* losses, const v
                            void* gw, void* gb, void* gs, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   switch (xkind) {
-    case kLRF32:
+    case kDtypeF32:
       return launch<float>(FloatRows<float>{static_cast<const float*>(x), K}, losses, sigma, state, Rx, K, N, M, J,
                            repeat, sign, gw, gb, gs, stream);
-    case kLRF16:
+    case kDtypeF16:
       return launch<float>(FloatRows<__half>{static_cast<const __half*>(x), K}, losses, sigma, state, Rx, K, N, M, J,
                            repeat, sign, gw, gb, gs, stream);
-    case kLRBF16:
+    case kDtypeBF16:
       return launch<float>(FloatRows<__nv_bfloat16>{static_cast<const __nv_bfloat16*>(x), K}, losses, sigma, state,
                            Rx, K, N, M, J, repeat, sign, gw, gb, gs, stream);
-    case kLRF64:
+    case kDtypeF64:
       return launch<double>(FloatRows<double>{static_cast<const double*>(x), K}, losses, sigma, state, Rx, K, N, M,
                             J, repeat, sign, gw, gb, gs, stream);
     case kLRBits:

@@ -4,6 +4,7 @@
 
 #include <tuple>
 
+#include "common/dtype_aten.h"
 #include "cuda_glue.h"
 #include "lr_grad/args.h"
 #include "lr_grad/launch.h"
@@ -11,16 +12,9 @@
 namespace fastnoise {
 namespace {
 
+// the launcher code of x: its dtype code (common/dtype_aten.h), or kLRBits for packed bits
 int x_kind(const at::Tensor& x) {
-  switch (x.scalar_type()) {
-    case at::kFloat: return kLRF32;
-    case at::kHalf: return kLRF16;
-    case at::kBFloat16: return kLRBF16;
-    case at::kDouble: return kLRF64;
-    case at::kInt: return kLRBits;
-    default: TORCH_CHECK(false, "x must be float32, float16, bfloat16, float64 or int32 (bits), got ", x.scalar_type());
-  }
-  return -1;
+  return x.scalar_type() == at::kInt ? kLRBits : dtype_code(x.scalar_type(), "x (or int32 packed bits)");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lr_grad_cuda(const at::Tensor& x_, const at::Tensor& losses_,

@@ -231,6 +231,20 @@ class LRConv2d(LRLayer):
         self.bias = torch.nn.Parameter(conv.bias.detach().clone()) if bias else None
         self._in_shape: Optional[tuple] = None
 
+    @classmethod
+    def from_conv(cls, conv: torch.nn.Conv2d, **kw) -> "LRConv2d":
+        """An LRConv2d with `conv`'s geometry and weights (groups 1, zero padding); `kw`: sigma_init, seed..."""
+        if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"conv must have groups=1, zero padding and numeric padding, got groups={conv.groups}, "
+                             f"padding_mode={conv.padding_mode!r}, padding={conv.padding!r}")
+        m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                conv.bias is not None, **kw)
+        with torch.no_grad():
+            m.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                m.bias.copy_(conv.bias)
+        return m.to(conv.weight.device)
+
     def config(self) -> dict:
         return {"type": "LRConv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),

@@ -84,10 +84,8 @@ def pack_spikes(x: torch.Tensor, *, check: bool = True, backend: Optional[str] =
         raise ValueError("x must have at least 1 dim (features last), got a 0-d tensor")
     K = int(x.shape[-1])
     x2 = x.reshape(-1, K)
-    b = _backend.resolve(x.device, backend)
-    if b != "cpu":
-        b = "reference"
-    elif check:
+    b = _backend.resolve(x.device, backend)  # triton / cuda: torch ops (dispatch table TORCH)
+    if b == "cpu":
         check = False  # the C++ kernel checks while it packs (ValueError)
     if check and not _checks._tracing() and x2.numel() and bool(((x2 != 0) & (x2 != 1)).any()):
         raise ValueError("x must be binary (every value 0 or 1) to be packed as spikes")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fastnoise
-from fastnoise import nit_core as nc
+from fastnoise.methods import nit as nc
 from fastnoise.models import LRMLP
 from fastnoise.nn import LRConv2d, LRLinear, recording
 from fastnoise.reference.rng import normal_np

@@ -33,7 +33,7 @@ def _op_call(inputs, backend):
 
 
 LIF_NOISE = Spec(
-    name="lif_noise", fn=_fn, make=_make, shapes=SHAPES, gradcheck=False, op_call=_op_call, noncontig_inputs=("pre",),
+    name="lif_noise", family="lr_grad", kernels=("lif_noise",), fn=_fn, make=_make, shapes=SHAPES, gradcheck=False, op_call=_op_call, noncontig_inputs=("pre",),
     bad_inputs=[
         ("decay-high", bad_inputs(decay=1.5), ValueError, r"decay must be a finite number in \[0.0, 1.0\]"),
         ("decay-negative", bad_inputs(decay=-0.5), ValueError, r"decay must be a finite number in \[0.0, 1.0\]"),

@@ -114,13 +114,13 @@ def _quad_expected(sign):
     return expected
 
 
-NIT = Spec(name="lr_grad", fn=_fn(), make=_make(), shapes=SHAPES, gradcheck=False, op_call=_op_call(),
+NIT = Spec(name="lr_grad", family="lr_grad", kernels=("lr_grad",), fn=_fn(), make=_make(), shapes=SHAPES, gradcheck=False, op_call=_op_call(),
            noncontig_inputs=("x",), floor=FLOOR, bad_inputs=BAD,
            mean_checks=[MeanCheck("nit_eq1", _quad_draw(False), _quad_expected(False), draws=10, power=0.15)])
-NIT_S = Spec(name="lr_grad_sign", fn=_fn(sign=True), make=_make(), shapes=SHAPES[:3] + SHAPES[4:], gradcheck=False,
+NIT_S = Spec(name="lr_grad_sign", family="lr_grad", kernels=("lr_grad",), fn=_fn(sign=True), make=_make(), shapes=SHAPES[:3] + SHAPES[4:], gradcheck=False,
              op_call=_op_call(sign=True), noncontig_inputs=("x",), floor=FLOOR,
              mean_checks=[MeanCheck("nit_s_eq5", _quad_draw(True), _quad_expected(True), draws=10, power=0.15)])
-BITS = Spec(name="lr_grad_bits", fn=_fn(bits=True), make=_make(binary=True), shapes=SHAPES[:3], gradcheck=False,
+BITS = Spec(name="lr_grad_bits", family="lr_grad", kernels=("lr_grad", "lr_pack_bits"), fn=_fn(bits=True), make=_make(binary=True), shapes=SHAPES[:3], gradcheck=False,
             op_call=_op_call(bits=True), floor=FLOOR,
             bad_inputs=[("x-not-binary", bad_inputs(x=lambda i: i["x"] * 0.5 + 0.25), ValueError, "x must be binary")])
 
