@@ -1,4 +1,4 @@
-"""Measurements of the NIT acceptance points that are not timings (docs/nit.md):
+"""Measurements of the NIT acceptance points that are not timings (docs/methods.md):
 
 1. LR estimate vs the pathwise (backprop) gradient of the same noisy objective on small smooth networks
    (tanh, Gaussian noise): cosine and relative error for C = 16, 256, 4096 replicas.

@@ -17,7 +17,7 @@ non-spiking integrator, logits = ``logit_scale`` x its mean input current over t
 included); ``"rate"``: ``logit_scale`` x the output spike rate; ``"last"``: ``logit_scale`` x the last
 step's output spikes, the seed's literal X^(T, L) (§3.3). With spike readouts a silent output layer
 (every logit 0, loss log(classes) for every replica) is a trap for the LR estimator: identical replica
-losses give a zero estimate (docs/nit.md, measured). Spiking networks read raw [0, 1] pixels (rate coding uses them as
+losses give a zero estimate (docs/methods.md, measured). Spiking networks read raw [0, 1] pixels (rate coding uses them as
 firing probabilities): `fastnoise.models.build` gives them an identity `Normalize`.
 """
 from __future__ import annotations

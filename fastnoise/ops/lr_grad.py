@@ -151,7 +151,7 @@ def lr_grad(x: Union[torch.Tensor, SpikeBits], losses: torch.Tensor, sigma: torc
     Returns `LRGrads` (weight [N, K], bias [N], sigma [N]) in float32 (float64 for float64 x): sums over the
     rows, not means. NIT: ``weight = sum_r L_r eps_r x_r^T / sigma``, ``bias = sum_r L_r eps_r / sigma``;
     NIT-S: ``weight = sum_r L_r sign(eps_r) sgn(x_r)^T``, ``bias = sum_r L_r sign(eps_r)``, where sign is the
-    seed's (+1 at 0) and sgn(0) = 0 (an input of 0 has Z = 0: no direction; docs/nit.md); both:
+    seed's (+1 at 0) and sgn(0) = 0 (an input of 0 has Z = 0: no direction; docs/methods.md); both:
     ``sigma = sum_r L_r (eps_r^2 - 1) / sigma``.
 
     >>> x = torch.randn(6, 4); sigma = torch.full((3,), 0.5); st = fastnoise.rng.make_state(7, 0)
