@@ -142,6 +142,12 @@ class SpikeEncoder(NoiseModule):
         """Whether the output is spikes (0 / 1): rate coding with the noise on."""
         return self.mode == "rate"
 
+    @property
+    def stochastic(self) -> bool:
+        """Only rate coding draws randomness (`NoiseModule.stochastic`): a direct encoder is deterministic,
+        so a noise-off network behind it is evaluated as a deterministic model."""
+        return self.mode == "rate"
+
     def config(self) -> dict:
         return {"type": "SpikeEncoder", "mode": self.mode, "steps": self.steps}
 

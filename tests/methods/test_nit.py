@@ -26,7 +26,7 @@ def _spiking(**kw):
 def test_peak_memory_follows_the_chunk_not_the_replicas():
     torch.manual_seed(0)
     m = _spiking()
-    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 4, (32,))
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 4, (16,))
     peak = {}
     for C, chunk in ((4, 4), (32, 4), (32, 32)):
         _, peak[(C, chunk)] = nc.peak_memory(lambda: nc.lr_estimate(m, x, y, replicas=C, chunk=chunk))
@@ -200,6 +200,7 @@ def test_stbp_baselines_use_backprop_with_their_noise():
     m = _small()
     fastnoise.convert(m, "nit", trainer="stbp")
     assert all(l.noise_mode == "off" for l in lr_layers(m))
+    assert not fastnoise.nn.is_randomized(m)  # direct encoding + noise off: evaluated as deterministic
     assert methods.get("nit").hooks(_Cfg(trainer="stbp")).update(m, m, None, None, None, None) is None
     n = _small()
     fastnoise.convert(n, "nit", trainer="stbp_n")
@@ -220,7 +221,7 @@ def test_ordinary_network_trains_by_replicated_rows():
 
 def test_fastnoise_train_method_nit_on_digits_resumes(tmp_path):
     cfg = json.loads(open(ROOT / "configs" / "digits_nit.json").read())
-    cfg.update(epochs=1, out_dir=str(tmp_path / "run"), early_stop=False, test_eval=False, quiet=True,
+    cfg.update(epochs=1, batch_size=256, out_dir=str(tmp_path / "run"), early_stop=False, test_eval=False, quiet=True,
                model_options=dict(cfg["model_options"], hidden=16, steps=2),
                method_options=dict(cfg["method_options"], replicas=2, switch_epoch=1))
     res = fit(TrainConfig.from_dict(cfg))
