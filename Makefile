@@ -23,11 +23,13 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch from the local CPU wheel (never an unpinned torch: that pulls GBs of CUDA wheels);
-# torchattacks without its declared-but-unused dependencies (torchvision, old requests).
+# torchattacks without its declared-but-unused dependencies (torchvision, old requests); snntorch
+# (tests: the independent LIF implementation) imports only torch and numpy, installed without deps too.
 $(VENV)/.deps: $(PY) Makefile
 	$(PIP) install -q "$(TORCH_PIN)"
 	$(PIP) install -q "$(TRITON_PIN)" $(PYDEPS)
 	$(PIP) install -q --no-deps torchattacks==3.5.1
+	$(PIP) install -q --no-deps snntorch==1.0.0
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CSRC)
