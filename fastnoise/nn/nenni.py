@@ -188,39 +188,39 @@ class NENNILayer(NoiseModule):
         self.approx_bias.requires_grad_(False)
         return self
 
-    # --- state_dict: refuse another configuration --------------------------------------------
+    # --- state_dict: refuse another configuration (NoiseModule's config check) -------------------
+
+    config_label = "NENNI"
+    _INT4 = ("approx_wq", "approx_w_scale", "approx_bq", "approx_b_scale")
 
     def get_extra_state(self) -> dict:
-        return {"config": self.config(), "quantized": self.quantized}
-
-    def set_extra_state(self, state) -> None:
-        if not isinstance(state, dict) or "config" not in state:
-            raise ValueError(f"{type(self).__name__}: the state_dict has no NENNI configuration; "
-                             f"expected one matching {self.config()}")
-        theirs, mine = state["config"], self.config()
-        diff = {key: (theirs.get(key), mine[key]) for key in mine if theirs.get(key) != mine[key]}
-        if diff:
-            detail = ", ".join(f"{key}: state_dict has {t!r}, layer has {m!r}" for key, (t, m) in diff.items())
-            raise ValueError(f"{type(self).__name__}: cannot load a state_dict of another NENNI configuration "
-                             f"({detail}); build the layer with the same settings")
+        return {**super().get_extra_state(), "quantized": self.quantized}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         extra = prefix + "_extra_state"
-        if extra not in state_dict:
-            raise ValueError(f"{type(self).__name__} at {prefix[:-1] or '<root>'!r}: the state_dict has no NENNI "
-                             f"configuration ('{extra}' missing); it was not saved from a NENNI model with "
-                             f"{self.config()}")
-        self.set_extra_state(state_dict[extra])
-        # a quantized checkpoint loads into an unquantized layer: make room for its INT4 buffers
-        for name in ("approx_wq", "approx_w_scale", "approx_bq", "approx_b_scale"):
-            key = prefix + name
-            if key in state_dict and getattr(self, name) is None:
-                src = state_dict[key]
-                setattr(self, name, torch.empty_like(src, device=self.approx_weight.device))
-        if state_dict[extra].get("quantized"):
+        if extra in state_dict:  # the configuration first: nothing changes when it differs
+            self.set_extra_state(state_dict[extra])
+        state = state_dict.get(extra)
+        if isinstance(state, dict) and state.get("quantized"):
+            absent = [prefix + n for n in self._INT4 if prefix + n not in state_dict]
+            if absent:
+                raise ValueError(f"{type(self).__name__} at {prefix[:-1] or '<root>'!r}: the state_dict says the layer "
+                                 f"is quantized (INT4) but lacks {absent}")
+            # a quantized checkpoint loads into an unquantized layer: make room for its INT4 buffers
+            for name in self._INT4:
+                key = prefix + name
+                if key in state_dict and getattr(self, name) is None:
+                    setattr(self, name, torch.empty_like(state_dict[key], device=self.approx_weight.device))
             self.approx_weight.requires_grad_(False)
             self.approx_bias.requires_grad_(False)
+        elif isinstance(state, dict) and self.quantized:
+            # an unquantized state_dict: the layer becomes what it describes (float W~, b~, trainable), never
+            # a mix of its own old INT4 weights and the loaded float ones (also with strict=False)
+            for name in self._INT4:
+                setattr(self, name, None)
+            self.approx_weight.requires_grad_(True)
+            self.approx_bias.requires_grad_(True)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
