@@ -79,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .report import format_table, write_reports
 
-    model, config = train.load_checkpoint(args.checkpoint)
+    import sys
+    try:
+        model, config = train.load_checkpoint(args.checkpoint)
+    except (ValueError, TypeError, FileNotFoundError) as e:  # damaged, foreign or missing checkpoint
+        print(f"fastnoise eval: error: {e}", file=sys.stderr)
+        return 2
     name = _dataset_name(config)
     seed = config.get("seed", 0) if isinstance(config, dict) else getattr(config, "seed", 0)
     root = args.data_root if args.data_root is not None else getattr(config, "data_root", None)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from .. import data as fndata
 from ..nn import noise_modules
 from . import checkpoint as ckpt
+from . import rundir
 from .config import TrainConfig
 from .hooks import Hooks
 
@@ -112,7 +113,9 @@ def _count(model, x, y) -> int:
 
 def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: int, *, max_samples: Optional[int] = None,
              seed: int = 0, device: Optional[torch.device] = None) -> dict:
-    """Clean and PGD-`steps` (random start) accuracy of `model` as deployed (eval mode, noise modes kept)."""
+    """Clean and PGD-`steps` (random start) accuracy of `model` as deployed (eval mode, noise modes kept).
+
+    At eps 0 no perturbation exists: the robust accuracy is the clean accuracy (no attack is run)."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
@@ -131,7 +134,8 @@ def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: in
             n += len(y)
     finally:
         model.train(was)
-    return {"n": n, "clean": clean / max(n, 1), "robust": (robust / max(n, 1)) if steps > 0 and eps > 0 else None}
+    robust_acc = (robust / max(n, 1)) if steps > 0 and eps > 0 else (clean / max(n, 1) if eps == 0 else None)
+    return {"n": n, "clean": clean / max(n, 1), "robust": robust_acc}
 
 
 # ---- distributed ----------------------------------------------------------------------------------
@@ -211,6 +215,15 @@ def build_model(config: TrainConfig, splits: fndata.Splits) -> torch.nn.Module:
     return ckpt.build_from_spec(model_spec(config, splits), config.method, config.method_options)
 
 
+def _score(v: Optional[float]) -> float:
+    """Early-stopping score of a validation accuracy (None: no attack was run, never an improvement)."""
+    return -1.0 if v is None else float(v)
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def _progress(iterable, quiet: bool, rank: int, **kw):
     disable = quiet or rank != 0 or not sys.stderr.isatty()
     if disable:
@@ -219,7 +232,7 @@ def _progress(iterable, quiet: bool, rank: int, **kw):
     return tqdm(iterable, leave=False, dynamic_ncols=True, **kw)
 
 
-def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False) -> dict:
+def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Load the data set, build (and convert) the model, train it per `config`; see `train_model`.
 
     With ``config.distributed`` and no process group yet, one is created from the torchrun environment
@@ -232,20 +245,34 @@ def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = Fa
     try:
         splits = fndata.load(config.dataset, config.data_root, seed=config.seed)
         model = build_model(config, splits)
-        return train_model(model, splits, config, hooks, resume=resume)
+        return train_model(model, splits, config, hooks, resume=resume, overwrite=overwrite)
     finally:
         d.close()
 
 
 def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConfig, hooks: Optional[Hooks] = None,
-                *, resume: bool = False) -> dict:
+                *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train `model` on `splits` per `config`; checkpoints go to ``config.out_dir`` (rank 0 only).
 
     Returns a dict: out_dir, checkpoint (JSON path of the model returned: best with early_stop, else
     last), epochs, best_epoch, best_val_robust, test_clean / test_robust (PGD-`steps`, on rank 0 when
     ``test_eval``), test_attack, train_time_s, history (per-epoch metrics). `resume`: continue from
     ``out_dir/last`` (the config must match it except for RESUMABLE_CHANGES).
+
+    The output folder is claimed before anything is trained (`fastnoise.train.rundir`): it must be
+    writable, it is locked for the run (a concurrent run into it fails at once with `RunDirError`), and a
+    folder that holds a run needs `resume` (continue it) or `overwrite` (delete its checkpoints first).
     """
+    config.validate()
+    d = _Dist(config)  # reuses the process group of fit() or of the caller
+    with rundir.claim_distributed(Path(config.out_dir), resume=resume, overwrite=overwrite, rank=d.rank,
+                                  world=d.world):
+        return _train_model(model, splits, config, hooks, resume=resume)
+
+
+def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConfig, hooks: Optional[Hooks] = None,
+                 *, resume: bool = False) -> dict:
+    """`train_model` while the output folder is claimed."""
     config.validate()
     hooks = hooks if hooks is not None else Hooks()
     d = _Dist(config)  # reuses the process group of fit() or of the caller
@@ -272,7 +299,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         if diff:
             raise ValueError(f"cannot resume {out}: the config differs from the checkpoint's in {diff} "
                              f"(only {list(TrainConfig.RESUMABLE_CHANGES)} may change)")
-        ckpt.load_weights(model, {k: v.to(device) for k, v in weights.items()}, where=f"checkpoint {out / 'last.json'}")
+        ckpt.load_weights(model, ckpt.to_device(weights, device), where=f"checkpoint {out / 'last.json'}")
         optimizer.load_state_dict(ckpt._join_optimizer(meta["optimizer"], {k: v.to(device) for k, v in tensors.items()}))
         scheduler.load_state_dict(ckpt._from_json(meta["scheduler"]))
         scheduler.milestones = collections.Counter(config.resolved_milestones())  # epochs may grow
@@ -362,12 +389,12 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         hooks.on_epoch_end(model, epoch + 1, metrics)
         history.append(metrics)
         if d.rank == 0:
-            improved = config.early_stop and (metrics.get("val_robust") or 0.0) > best["val_robust"]
+            improved = config.early_stop and _score(metrics.get("val_robust")) > _score(best["val_robust"])
             if improved:
                 best = {"epoch": epoch + 1, "val_robust": metrics["val_robust"]}
                 save("best", epoch + 1, with_state=False)
             save("last", epoch + 1, with_state=True)
-            val = (f" val clean {metrics['val_clean']:.4f} PGD {metrics['val_robust']:.4f}"
+            val = (f" val clean {metrics['val_clean']:.4f} PGD {_fmt(metrics['val_robust'])}"
                    if config.early_stop else "")
             log(f"epoch {epoch + 1}/{config.epochs} loss {metrics['train_loss']:.4f} train acc {metrics['train_acc']:.4f}"
                 f"{val} lr {metrics['lr']:.4g} {metrics['epoch_time_s']:.1f}s" + (" *" if improved else ""))
@@ -388,6 +415,6 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             t = evaluate(model, test_loader, eps, alpha, steps, seed=mix_seed(config.seed, 100), device=device)
             result.update(test_clean=t["clean"], test_robust=t["robust"])
             log(f"test ({'best epoch ' + str(best['epoch']) if chosen.name == 'best.json' else 'last epoch'}): "
-                f"clean {t['clean']:.4f} {result['test_attack']} {t['robust']:.4f}  [{train_time:.1f}s training]")
+                f"clean {t['clean']:.4f} {result['test_attack']} {_fmt(t['robust'])}  [{train_time:.1f}s training]")
     d.barrier()
     return result
