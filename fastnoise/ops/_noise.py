@@ -37,14 +37,11 @@ def resolve_state(x: torch.Tensor, seed: Optional[int], offset: Optional[int],
                   state: Optional[torch.Tensor]) -> torch.Tensor:
     """`state` wins; else `seed` / `offset` build one; else the next slice of the global stream."""
     if state is not None:
-        _checks.tensor("state", state)
-        if state.dtype != torch.int64 or tuple(state.shape) != (2,):
-            raise ValueError(f"state must be an int64 tensor of shape (2,) = [seed, offset], got "
-                             f"{state.dtype} of shape {tuple(state.shape)}")
-        if state.device != x.device:
-            raise ValueError(f"state must be on the device of x, {x.device}, got {state.device}")
         if seed is not None or offset is not None:
             raise ValueError("pass either state or seed/offset, not both")
+        _checks.rng_state("state", state, x.numel())  # values range-checked on CPU (no host sync elsewhere)
+        if state.device != x.device:
+            raise ValueError(f"state must be on the device of x, {x.device}, got {state.device}")
         return state
     return rng.next_state(x.numel(), x.device, seed, offset)
 

@@ -47,6 +47,7 @@ measurement the thresholds come from, so they are kept.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Union
 
 import torch
@@ -212,7 +213,8 @@ def sampled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     lead = tuple(x.shape[:-1])
     mask = _check_mask("mask", mask, x, lead + (n,))
     b = _backend.resolve(x.device, backend)
-    out = _sampled_linear(x.reshape(-1, x.shape[-1]), weight, bias, mask.reshape(-1, n), b)
+    rows = math.prod(lead)  # (not reshape(-1, K): ambiguous for K = 0 or n = 0)
+    out = _sampled_linear(x.reshape(rows, x.shape[-1]), weight, bias, mask.reshape(rows, n), b)
     return out.reshape(lead + (n,))
 
 

@@ -6,6 +6,27 @@ import math
 from typing import Any, Optional
 
 RECIPES = ("standard", "pgd", "noisy_fgsm")
+MAX_SEED = 2 ** 63 - 1
+
+
+def _check_method_options(method: str, options: dict) -> None:
+    """The option names `fastnoise.convert(model, method, **options)` accepts (their values are checked
+    by the method when the model is converted)."""
+    import importlib
+    import inspect
+
+    convert = importlib.import_module("fastnoise.convert")  # (the package attribute is the function)
+    convert.methods()  # imports the providers
+    fn = getattr(convert, "_METHODS", {}).get(method)  # (a registry without converter functions: no check)
+    if not callable(fn):
+        return
+    params = list(inspect.signature(fn).parameters.values())[1:]  # (after the model)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown:
+        raise ValueError(f"method_options: unknown option(s) {unknown} for method {method!r}; valid options: {valid}")
 
 
 @dataclasses.dataclass
@@ -89,12 +110,13 @@ class TrainConfig:
             if v not in valid:
                 raise ValueError(f"{key} must be one of {list(valid)}, got {v!r}")
 
-        def integer(key, lo, optional=False):
+        def integer(key, lo, optional=False, hi=None):
             v = getattr(self, key)
             if optional and v is None:
                 return
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{key} must be an int >= {lo}{' or null' if optional else ''}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                within = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ValueError(f"{key} must be an int {within}{' or null' if optional else ''}, got {v!r}")
 
         def number(key, lo, lo_open=False, hi=None, optional=False):
             v = getattr(self, key)
@@ -113,6 +135,16 @@ class TrainConfig:
         for key in ("model_options", "method_options"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key} must be a dict (JSON object), got {getattr(self, key)!r}")
+            if not all(isinstance(k, str) for k in getattr(self, key)):
+                raise ValueError(f"{key} keys must be strings, got {sorted(map(repr, getattr(self, key)))}")
+        try:
+            models.check_options(self.model, self.model_options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model_options: {e}") from None
+        if self.method != "none":
+            _check_method_options(self.method, self.method_options)
+        elif self.method_options:
+            raise ValueError(f"method_options must be empty with method 'none', got {self.method_options}")
         for key in ("augment", "early_stop", "test_eval", "distributed", "quiet"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
@@ -120,7 +152,7 @@ class TrainConfig:
         integer("batch_size", 1)
         integer("steps", 1, optional=True)
         integer("val_samples", 0)
-        integer("seed", 0)
+        integer("seed", 0, hi=MAX_SEED)  # seeds torch, numpy and the Philox streams: 63 bits
         integer("workers", 0)
         number("lr", 0, lo_open=True)
         number("momentum", 0, hi=1)
