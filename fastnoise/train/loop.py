@@ -2,11 +2,12 @@
 
 Reproducibility: every source of randomness is a pure function of (seed, epoch, step, rank): the data
 order (DistributedSampler seeded by ``seed``, ``set_epoch``), augmentation and the attacks' random
-starts (generators seeded per epoch / step), torch / numpy / python / fastnoise global RNGs (re-seeded
+starts (generators seeded per epoch / step; both drawn for the global batch, each rank taking its rows
+rank::world), torch / numpy / python / fastnoise global RNGs (re-seeded
 at each epoch start), and the noise streams of the layers (saved in the state_dict). A resumed run
 therefore ends bit-identical to an uninterrupted one on CPU. The attack's random start is drawn for
 the whole global batch and each rank takes its rows, so N ranks x B/N give the same attack as one
-process with batch B.
+process with batch B; BatchNorm layers use the moments of the global batch (`fastnoise.train.syncbn`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from .. import data as fndata
 from ..nn import noise_modules
 from . import checkpoint as ckpt
-from . import rundir
+from . import rundir, syncbn
 from .config import TrainConfig
 from .hooks import Hooks
 
@@ -215,6 +216,15 @@ def build_model(config: TrainConfig, splits: fndata.Splits) -> torch.nn.Module:
     return ckpt.build_from_spec(model_spec(config, splits), config.method, config.method_options)
 
 
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, world: int, global_batch: int) -> torch.Tensor:
+    """The loss whose DDP gradient mean is the gradient of the global batch's mean cross-entropy: the mean
+    in one process; with N ranks, sum(local) * N / global_batch (the last batch of an epoch is uneven
+    across ranks: `fastnoise.data.GlobalBatchSampler`)."""
+    if world == 1:
+        return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits, y, reduction="sum") * (world / global_batch)
+
+
 def _score(v: Optional[float]) -> float:
     """Early-stopping score of a validation accuracy (None: no attack was run, never an improvement)."""
     return -1.0 if v is None else float(v)
@@ -285,6 +295,8 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
     spec = model_spec(config, splits)
     out = Path(config.out_dir)
     model.to(device)
+    if d.world > 1:  # BatchNorm over the global batch: N ranks x B/N train what one process does with B
+        model = syncbn.sync_batchnorm(model, device)
     train_loader, val_loader, test_loader = fndata.loaders(splits, local_bs, seed=config.seed,
                                                            distributed=d.world > 1, workers=config.workers)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -333,8 +345,9 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
             f"x{d.world} device={device} out={out}" + (f" (resumed at epoch {start_epoch})" if resume else ""))
     for epoch in range(start_epoch, config.epochs):
         seed_everything(mix_seed(config.seed, epoch, d.rank))
-        train_loader.sampler.set_epoch(epoch)
-        aug_gen = torch.Generator().manual_seed(mix_seed(config.seed, epoch, d.rank, 1))
+        fndata.set_epoch(train_loader, epoch)
+        # one generator for the global batch (rank 0's seed): each rank takes its rows (RandomCropFlip rank/world)
+        aug_gen = torch.Generator().manual_seed(mix_seed(config.seed, epoch, 0, 1))
         model.train()
         te = time.perf_counter()
         tot_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -343,8 +356,10 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
         bar = _progress(train_loader, config.quiet, d.rank, desc=f"epoch {epoch + 1}/{config.epochs}")
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            gb = min(config.batch_size, len(splits.train) - step * config.batch_size)  # this step's global batch
             if config.augment and splits.augment is not None:
-                x = splits.augment(x, aug_gen)
+                x = splits.augment(x, aug_gen) if d.world == 1 else splits.augment(x, aug_gen, rank=d.rank,
+                                                                                   world=d.world, total=gb)
             if config.recipe != "standard" and eps > 0:
                 noise = _uniform_rows(x.shape, mix_seed(config.seed, epoch, step, 2), d.rank, d.world, device)
                 with attack_mode(model):
@@ -354,7 +369,7 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
                         x = noisy_fgsm(model, x, y, eps, alpha, noise)
                 hooks.resample_noise(model)
             logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            loss = _cross_entropy(logits, y, d.world, gb)
             extra = hooks.extra_loss(model, x, y, logits)
             if extra is not None:
                 loss = loss + extra
@@ -365,7 +380,7 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
             loss.backward()
             optimizer.step()
             hooks.after_step(model)
-            tot_loss += loss.detach().double() * len(y)
+            tot_loss += loss.detach().double() * (len(y) if d.world == 1 else gb / d.world)
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
             if hasattr(bar, "set_postfix") and step % 10 == 0:
