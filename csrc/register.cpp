@@ -27,6 +27,8 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   // Returns (z*mask + za*(1-mask), bool mask). Backward: (grad*mask, grad*(1-mask)).
   m.def("mask_blend(Tensor z, Tensor za, int keep, int n, int m, bool signed_score, int dim) -> (Tensor, Tensor)");
   m.def("mask_blend_backward(Tensor grad, Tensor mask) -> (Tensor, Tensor)");
+  // mask_select: the selection of mask_blend alone (the bool mask it would return for z_approx = za)
+  m.def("mask_select(Tensor za, int keep, int n, int m, bool signed_score, int dim) -> Tensor");
   // ternary_projection (NENNI): packed P = int32 [2, k, ceil(d/32)] (+1 / -1 bitmasks, see
   // csrc/ternary_projection/ternary.h); state = int64[2] (seed, offset)
   m.def("ternary_generate(Tensor state, int k, int d) -> Tensor");
@@ -35,7 +37,8 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   m.def("ternary_conv_project(Tensor x, Tensor packed, float scale, int kh, int kw, int sh, int sw, int ph, "
         "int pw, int dh, int dw, int groups) -> Tensor");
   // the 1x1 grouped map of the conv approximation: y [B, groups*k, Ho, Wo], w [n, k] (float; INT4 scales
-  // folded in), b [n] -> z [B, n, Ho, Wo] = w_g y_g + b_g per group (CPU only: GPUs use cuBLAS)
+  // folded in), b [n] -> z [B, n, Ho, Wo] = w_g y_g + b_g per group (a CPU kernel; the triton and cuda
+  // backends run the reference's torch GEMM, cuBLAS: fastnoise/ops/_dispatch.py)
   m.def("ternary_conv_epilogue(Tensor y, Tensor w, Tensor? b, int groups) -> Tensor");
   // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
   // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],

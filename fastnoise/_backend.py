@@ -19,6 +19,8 @@ import torch
 from . import _ext
 
 BACKENDS = ("reference", "cpu", "triton", "cuda")
+#: the device types each backend runs on (triton on CPU tensors only under TRITON_INTERPRET=1)
+DEVICES = {"reference": ("cpu", "cuda"), "cpu": ("cpu",), "triton": ("cpu", "cuda"), "cuda": ("cuda",)}
 
 
 class BackendUnavailableError(RuntimeError):

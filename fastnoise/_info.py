@@ -34,4 +34,15 @@ def info_text() -> str:
         for name in _backend.BACKENDS:
             why = _backend._why_unusable(name, dev)
             lines.append(f"  {name:<10} {'yes' if why is None else 'no: ' + why}")
+    lines.append(methods_text())
+    return "\n".join(lines)
+
+
+def methods_text() -> str:
+    """One line per registered defense method: name and description."""
+    from . import methods
+    avail = methods.available()
+    width = max((len(n) for n in avail), default=4)
+    lines = [f"defense methods ({len(avail)}; `fastnoise.convert(model, name, ...)`, `fastnoise train --method name`):"]
+    lines += [f"  {n:<{width}}  {d}" for n, d in avail.items()]
     return "\n".join(lines)

@@ -1,13 +1,14 @@
 """`fastnoise demo` (what `make demo` runs): the whole pipeline on the embedded digits data set, on CPU.
 
 1. PGD-AT (Madry, via `fastnoise.train.fit`) of the small CNN on digits (8x8, 10 classes, eps 0.2);
-2. conversion with a noise defense: NENNI (`fastnoise.convert(model, "nenni", ...)`, then distillation and
-   PGD adversarial fine-tuning by `fastnoise.nenni.distill`) when that method is
-   registered, else RSE (`GaussianNoise` before every conv, ``convert(model, "rse", sigma=...)``);
-3. honest robust evaluation (`fastnoise.attacks.evaluate`): clean / PGD-20 / FGSM / AutoAttack-rand with
-   EOT-20, noise on, accuracy mean ± std over 5 inference draws, the labelled seed protocol, forward-pass
-   counts, per-sample worst case, accuracy-vs-EOT curve and the eps = 1 sanity check. The expensive
-   attacks run on the first test samples only (marked "subsampled" in the table);
+2. conversion with a defense method (`fastnoise.methods.default()` unless ``--method`` names another) with
+   its reference options (`Method.example_options`, or ``--method-options``), then the method's own
+   post-conversion recipe (`Method.after_convert`, options ``--post-options``);
+3. honest robust evaluation (`fastnoise.attacks.evaluate`) of the deployed model (`Method.deploy`: the
+   method's inference rule): clean / PGD-20 / FGSM / AutoAttack-rand with EOT-20, noise on, accuracy
+   mean ± std over 5 inference draws, the labelled seed protocol, forward-pass counts, per-sample worst
+   case, accuracy-vs-EOT curve and the eps = 1 sanity check. The expensive attacks run on the first test
+   samples only (marked "subsampled" in the table);
 4. prints the table and writes results.json / results.md / PNG plots to runs/demo (and the op benchmark
    table with --bench, when benchmarks/ is present).
 """
@@ -20,38 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_METHOD_OPTIONS = {"nenni": {"ratio": 0.9}, "rse": {"sigma": 0.1, "seed": 0}}
+
+def _json_object(s: str) -> dict:
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r} ({e})") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r}")
+    return v
 
 
-def _after_convert(method: str, model, splits, args) -> str:
-    """A method's own post-conversion recipe. NENNI (seed 000): distill W~, b~ -> PGD-10 adversarial
-    fine-tuning in noisy mode (W~ included) -> INT4 (`fastnoise.nenni.distill`; without the adversarial
-    fine-tuning, full-gradient PGD breaks the approximation path: docs/nenni.md, "Robustness"). RSE needs
-    none (noise layers inserted into the PGD-AT model as is)."""
-    if method != "nenni":
-        return "none"
-    import importlib
-
-    import torch
-    nenni = importlib.import_module("fastnoise.nenni")
-    x, y = splits.train.tensors()
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))
-    batches = [(x[perm[i:i + 64]], y[perm[i:i + 64]]) for i in range(0, len(y), 64)]
-    eps = splits.default_eps
-    nenni.distill(model, batches, epochs=args.distill_epochs, finetune_epochs=args.finetune_epochs,
-                  attack=nenni.pgd_attack(eps, eps / 4, 10), progress=False)
-    return (f"nenni.distill: {args.distill_epochs} distillation epochs, {args.finetune_epochs} PGD-10 adversarial "
-            f"fine-tuning epochs in noisy mode (W~ included), INT4")
-
-
-def _method(requested: str | None) -> str:
-    from .convert import methods
-    valid = methods()
-    if requested is not None:
-        if requested not in valid:
-            raise ValueError(f"--method must be one of {valid}, got {requested!r}")
-        return requested
-    return "nenni" if "nenni" in valid else "rse"
+def _method(requested: str | None):
+    from . import methods
+    return methods.get(requested if requested is not None else methods.default())
 
 
 def _bench(out: Path, timeout: float) -> str | None:
@@ -73,7 +56,7 @@ def _bench(out: Path, timeout: float) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from . import convert, data, train
+    from . import convert, data, methods, train
     from .attacks import evaluate, format_table, write_reports
     from .nn import noise_modules
 
@@ -81,10 +64,15 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    method = _method(args.method)
-    options = dict(DEFAULT_METHOD_OPTIONS.get(method, {}))
-    if args.sigma is not None:
-        options["sigma"] = args.sigma
+    try:
+        method = _method(args.method)
+        options = dict(method.example_options if args.method_options is None else args.method_options)
+        post_options = dict(args.post_options or {})
+        method.check_options(options)
+        method.check_post_options(post_options)
+    except (ValueError, TypeError) as e:
+        print(f"fastnoise demo: error: {e}", file=sys.stderr)
+        return 2
     print(f"[demo] 1/3 PGD-AT of small_cnn on digits ({args.epochs} epochs), {args.threads} thread(s)", flush=True)
     cfg = train.TrainConfig(dataset="digits", model="small_cnn", method="none", recipe="pgd", epochs=args.epochs,
                             batch_size=64, lr=0.05, seed=args.seed, out_dir=str(out / "train"), device="cpu",
@@ -95,13 +83,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"[demo] PGD-AT model: test clean {fit['test_clean']:.4f}, {fit['test_attack']}: {fit['test_robust']:.4f} "
           f"({t_train:.0f}s)", flush=True)
 
-    print(f"[demo] 2/3 convert with {method!r} {options}", flush=True)
+    print(f"[demo] 2/3 convert with {method.name!r} {options}", flush=True)
     splits = data.load("digits", seed=args.seed)
     torch.manual_seed(args.seed)
-    model = convert(model, method, **options)
-    recipe = _after_convert(method, model, splits, args)
+    model = convert(model, method.name, **options)
+    recipe = method.after_convert(model, methods.ConvertData.from_splits(splits, 64, args.seed), **post_options)
     model.eval()
-    print(f"[demo]     {len(noise_modules(model))} noise modules; post-conversion recipe: {recipe}", flush=True)
+    print(f"[demo]     {len(noise_modules(model))} noise modules; post-conversion recipe: {recipe}; "
+          f"inference: {method.evaluation.inference_doc}", flush=True)
 
     x, y = splits.test.tensors()
     n_exp = args.expensive_samples
@@ -113,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate(model, (x, y), ["pgd20", "fgsm", "autoattack_rand"], splits.default_eps, eot=args.eot,
                    draws=args.draws, max_samples=limits,
                    seed=args.seed, eot_curve=[1, 2, 5, 10, 20], n_classes=splits.num_classes,
-                   log=lambda s: print(s, flush=True))
+                   log=lambda s: print(s, flush=True), method=method)
     res["settings"]["dataset"] = "digits (test split)"
-    res["settings"]["defense"] = {"method": method, "options": options, "recipe": recipe, "base": "small_cnn PGD-AT",
+    res["settings"]["defense"] = {"method": method.name, "options": options, "recipe": recipe,
+                                  "post_options": post_options, "evaluation": method.evaluation.describe(),
+                                  "base": "small_cnn PGD-AT",
                                   "base_test_clean": fit["test_clean"], "base_test_robust": fit["test_robust"],
                                   "base_test_attack": fit["test_attack"], "train_seconds": t_train}
     paths = write_reports(res, out)
@@ -143,11 +134,12 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=8, help="PGD-AT epochs (default 8)")
-    p.add_argument("--method", default=None, help="conversion method (default: nenni if registered, else rse)")
-    p.add_argument("--distill-epochs", type=int, default=20, help="NENNI distillation epochs (default 20)")
-    p.add_argument("--finetune-epochs", type=int, default=3,
-                   help="NENNI adversarial fine-tuning epochs (default 3)")
-    p.add_argument("--sigma", type=float, default=None, help="RSE noise std (default 0.1)")
+    p.add_argument("--method", default=None,
+                   help="defense method (default: fastnoise.methods.default(); `fastnoise info` lists them)")
+    p.add_argument("--method-options", type=_json_object, default=None,
+                   help="conversion options as JSON (default: the method's example_options)")
+    p.add_argument("--post-options", type=_json_object, default=None,
+                   help="options of the method's post-conversion recipe as JSON (default: its defaults)")
     p.add_argument("--eot", type=int, default=20, help="EOT draws per gradient (default 20)")
     p.add_argument("--draws", type=int, default=5, help="inference draws (default 5)")
     p.add_argument("--expensive-samples", type=int, default=64,

@@ -36,23 +36,12 @@ from typing import Optional, Union
 import torch
 
 from . import _backend, _checks
-from .ops._dispatch import kernel
 
 __all__ = ["raw", "uniform", "normal", "manual_seed", "make_state", "next_state", "PhiloxStream",
            "KIND_RAW", "KIND_UNIFORM", "KIND_NORMAL"]
 
 KIND_RAW, KIND_UNIFORM, KIND_NORMAL = 0, 1, 2
 _DEVICE = Union[str, torch.device]
-
-
-@torch.library.custom_op("fastnoise::philox", mutates_args=())
-def _philox(state: torch.Tensor, count: int, kind: int, backend: str) -> torch.Tensor:
-    return kernel("rng", "philox", backend)(state, count, kind)
-
-
-@_philox.register_fake
-def _(state, count, kind, backend):
-    return state.new_empty(count, dtype=torch.int64 if kind == KIND_RAW else torch.float32)
 
 
 def make_state(seed: int, offset: int = 0, device: _DEVICE = "cpu") -> torch.Tensor:
@@ -65,7 +54,9 @@ def _stream(count: int, seed: int, offset: int, kind: int, device: _DEVICE, back
     count = _checks.integer("count", count, lo=0, hi=_checks.MAX_SEED)
     state = make_state(seed, offset, device)
     _checks.stream_range(int(offset), count)
-    return _philox(state, count, kind, _backend.resolve(state.device, backend))
+    # the op `fastnoise::philox` is defined by fastnoise/ops/philox.py (loaded by `import fastnoise`): this
+    # module sits below the ops and reaches the kernel through torch's op registry, not a Python import
+    return torch.ops.fastnoise.philox(state, count, kind, _backend.resolve(state.device, backend))
 
 
 def raw(count: int, seed: int, offset: int = 0, *, device: _DEVICE = "cpu",

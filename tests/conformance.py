@@ -13,7 +13,11 @@ the harness then generates, for every usable (backend, device):
 * `torch.compile(fullgraph=True)` matches eager;
 * the bad-input errors (type and message) of the spec.
 
-Adding a backend means registering it in `BACKEND_DEVICES`, not writing new tests.
+Which (backend, device) pairs run comes from the dispatch table (fastnoise/ops/_dispatch.py) and
+`fastnoise._backend.DEVICES`: a Spec names its op `family` (and the `kernels` it calls, default all of
+the family), and the harness runs every backend the table says implements them and asserts the
+"not implemented" BackendUnavailableError for the others. Adding a backend or a kernel means a row or
+a column in the table, not new tests.
 """
 from __future__ import annotations
 
@@ -24,22 +28,39 @@ import pytest
 import torch
 
 import fastnoise
+from fastnoise._backend import BACKENDS, DEVICES
+from fastnoise.ops import _dispatch
 
-# (backend, device) pairs the harness knows; GPU pairs skip with a reason on CPU machines.
-BACKEND_DEVICES = [("cpu", "cpu"), ("triton", "cpu"), ("reference", "cuda"), ("cuda", "cuda"), ("triton", "cuda")]
+# (backend, device) pairs the harness checks against the reference on CPU (the ground truth, not a pair);
+# GPU pairs skip with a reason on CPU machines.
+BACKEND_DEVICES = [(b, d) for b in BACKENDS for d in DEVICES[b] if (b, d) != ("reference", "cpu")]
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # floor of the absolute error allowed on top of the 2x rule, per dtype
 FLOOR = {torch.float64: 1e-10, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
+def _param(b: str, d: str):
+    marks = [pytest.mark.skip(reason="needs a CUDA device")] if d == "cuda" and not torch.cuda.is_available() else []
+    return pytest.param(b, d, id=f"{b}-{d}", marks=marks)
+
+
 def backend_params():
-    out = []
-    for b, d in BACKEND_DEVICES:
-        marks = []
-        if d == "cuda" and not torch.cuda.is_available():
-            marks.append(pytest.mark.skip(reason="needs a CUDA device"))
-        out.append(pytest.param(b, d, id=f"{b}-{d}", marks=marks))
-    return out
+    """Every (backend, device) pair of BACKEND_DEVICES (GPU pairs skip with a reason on CPU machines)."""
+    return [_param(b, d) for b, d in BACKEND_DEVICES]
+
+
+def backends_on(device: str, family: str, kernels: Optional[Sequence[str]] = None) -> list[str]:
+    """The backends implementing `family` (its `kernels`) per the dispatch table that run on `device`
+    tensors, reference first (BACKENDS order)."""
+    return [b for b in _dispatch.implemented_backends(family, kernels) if device in DEVICES[b]]
+
+
+def backend_device_params(family: str, kernels: Optional[Sequence[str]] = None, *, reference: bool = True,
+                          exclude: Sequence[str] = ()):
+    """(backend, device) params of every backend implementing `family` on every device it runs on (the
+    table's view; GPU ones skip with a reason). reference=False leaves the reference out."""
+    return [_param(b, d) for b in _dispatch.implemented_backends(family, kernels) for d in DEVICES[b]
+            if (reference or b != "reference") and b not in exclude]
 
 
 @dataclasses.dataclass
@@ -64,14 +85,24 @@ class Spec:
     bad_inputs: Sequence[tuple] = ()
     floor: Optional[dict] = None                 # per-dtype floors overriding FLOOR
     noncontig_inputs: Sequence[str] = ()        # tensor inputs made non-contiguous in the non-contiguous pass
-    # backends the op implements (None: all). For the others the harness asserts the clear
+    # the op family of the dispatch table and the kernels the op calls (None: every kernel of the family).
+    # The backends it implements come from the table; for the others the harness asserts the clear
     # "not implemented" BackendUnavailableError instead of a result: nothing falls back silently.
-    backends: Optional[Sequence[str]] = None
+    family: str = ""
+    kernels: Optional[Sequence[str]] = None
+
+    def __post_init__(self):
+        if not self.family:
+            raise ValueError(f"Spec {self.name!r}: family (the op family of the dispatch table) is required")
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return _dispatch.implemented_backends(self.family, self.kernels)
 
 
 def _unimplemented(spec: "Spec", backend: str, device: str) -> bool:
     """True (after checking the error) when `spec` does not implement `backend`."""
-    if spec.backends is None or backend in spec.backends or backend == "reference":
+    if backend in spec.backends:
         return False
     gen = torch.Generator().manual_seed(0)
     shape = next(s for s in spec.shapes if _numel(s) > 0)

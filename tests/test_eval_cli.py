@@ -30,7 +30,7 @@ def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", checkpoint, "--attacks", "pgd20,fgsm", "--eps", "8/255,0.1", "--eot", "2",
                "--draws", "2", "--max-samples", "24", "--attack-samples", "pgd20=16", "--eot-curve", "1,2",
-               "--out", str(out)])
+               "--out", str(out), "--no-inference-rule"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| attack | eps | protocol |" in text and "seed protocol" in text and "Sanity check" in text
@@ -42,6 +42,16 @@ def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     assert all(r["n"] == 16 for r in res["rows"] if r["attack"] == "pgd20")
     assert (out / "results.md").exists() and (out / "accuracy_vs_eps.png").exists()
     assert (out / "accuracy_vs_eot.png").exists()
+    assert "method" not in s and res["meta"]["model"] == "Sequential"  # --no-inference-rule: the model itself
+
+
+def test_eval_cli_attacks_the_model_as_its_method_deploys_it(checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", checkpoint, "--attacks", "fgsm", "--eot", "1", "--draws", "1",
+                 "--protocol", "seed", "--max-samples", "8", "--no-sanity", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["method"]["name"] == "rse" and res["settings"]["method"]["inference"].startswith("MeanSoftmax")
+    assert res["meta"]["model"] == "MeanSoftmax"  # RSE's ensemble of 20 draws is what was attacked
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -62,21 +72,32 @@ def test_eval_cli_bad_arguments_list_valid_choices(argv, message, capsys):
 def test_demo_is_registered():
     args = build_parser().parse_args(["demo", "--epochs", "1", "--no-bench"])
     assert args.epochs == 1 and args.bench is False and args.eot == 20 and args.draws == 5
+    args = build_parser().parse_args(["demo", "--method", "rse", "--method-options", '{"sigma": 0.2}'])
+    assert args.method == "rse" and args.method_options == {"sigma": 0.2}
+
+
+def test_demo_bad_method_options_are_clear_errors(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--method", "rse", "--method-options", '{"sigmaa": 0.2}']) == 2
+    assert "method 'rse': unknown option 'sigmaa'; valid options: sigma, skip_first, seed" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path), "--method", "nope"]) == 2
+    assert "method must be one of ['nenni', 'rse'" in capsys.readouterr().err
 
 
 def test_demo_smoke(tmp_path, capsys):
     """The whole demo pipeline at toy size (the full run is `make demo`, measured in the report)."""
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--epochs", "1", "--eot", "2", "--draws", "2", "--max-samples", "48",
-               "--expensive-samples", "8", "--no-bench", "--distill-epochs", "1", "--finetune-epochs", "1"])
+               "--expensive-samples", "8", "--no-bench", "--post-options", '{"distill_epochs": 1, "finetune_epochs": 1}'])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| autoattack_rand |" in text and "(subsampled)" in text and "Sanity check" in text
     res = json.loads((out / "results.json").read_text())
     method = res["settings"]["defense"]["method"]
-    assert method in ("rse", "nenni")
-    # RSE draws fresh noise per call; NENNI's approximation error is a deterministic function of x
-    assert res["settings"]["randomized"] == (method == "rse")
+    from fastnoise import methods
+    assert method == methods.default()
+    # the harness follows the method's evaluation spec (NENNI: deterministic; RSE: fresh noise per call)
+    assert res["settings"]["randomized"] == methods.get(method).evaluation.stochastic
+    assert res["settings"]["method"]["name"] == method
     assert {r["attack"] for r in res["rows"]} == {"pgd20", "fgsm", "autoattack_rand"}
     for f in ("results.md", "accuracy_vs_eps.png", "timing.json") + (("accuracy_vs_eot.png",) if method == "rse" else ()):
         assert (out / f).exists()

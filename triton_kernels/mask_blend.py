@@ -1,4 +1,4 @@
-"""Triton kernels of mask_blend (signature of fastnoise_kernels::mask_blend / mask_blend_backward).
+"""Triton kernels of mask_blend (signatures of fastnoise_kernels::mask_blend / mask_select / mask_blend_backward).
 
 The tensor is viewed as [outer, F, inner] (F = size of `dim`). A *row* is one (outer, group, inner)
 index: for top-k the group is the whole F axis, for N:M a group is M consecutive features; the L
@@ -48,7 +48,9 @@ def _score_key(x, SIGNED: tl.constexpr, KEY64: tl.constexpr):
 
 @triton.jit
 def _mask_blend_kernel(z_ptr, za_ptr, out_ptr, mask_ptr, n_rows, groups, inner, L, k,
-                       SIGNED: tl.constexpr, KEY64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                       SIGNED: tl.constexpr, KEY64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr,
+                       BLEND: tl.constexpr):
+    # BLEND False (mask_select): the mask only; z_ptr and out_ptr are not read or written
     pid = tl.program_id(0)
     r = pid.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     rvalid = r < n_rows
@@ -87,8 +89,9 @@ def _mask_blend_kernel(z_ptr, za_ptr, out_ptr, mask_ptr, n_rows, groups, inner, 
     need = k - tl.sum(gt.to(tl.int32), axis=1)
     rank = tl.cumsum(eq.to(tl.int32), axis=1)
     sel = gt | (eq & (rank <= need[:, None]))
-    z = tl.load(z_ptr + offs, mask=valid, other=0.0)
-    tl.store(out_ptr + offs, tl.where(sel, z, za), mask=valid)
+    if BLEND:
+        z = tl.load(z_ptr + offs, mask=valid, other=0.0)
+        tl.store(out_ptr + offs, tl.where(sel, z, za), mask=valid)
     tl.store(mask_ptr + offs, sel, mask=valid)
 
 
@@ -104,6 +107,32 @@ def _mask_blend_backward_kernel(g_ptr, m_ptr, gz_ptr, gza_ptr, count, BLOCK: tl.
     tl.store(gza_ptr + i, tl.where(m, zero, g), mask=valid)
 
 
+def _launch(z: torch.Tensor, za: torch.Tensor, out: torch.Tensor, mask: torch.Tensor, keep: int, n: int, m: int,
+            signed_score: bool, dim: int, blend: bool) -> None:
+    feats = za.shape[dim]
+    outer = 1
+    for s in za.shape[:dim]:
+        outer *= s
+    inner = 1
+    for s in za.shape[dim + 1:]:
+        inner *= s
+    length, k = (m, n) if m > 0 else (feats, keep)
+    if length > MAX_FEATURES:
+        what = f"N:M group (M={m})" if m > 0 else f"row (size of dim {dim} = {feats})"
+        raise ValueError(f"the triton backend of mask_blend handles at most {MAX_FEATURES} features per row or "
+                         f"N:M group, got a {what}; use the cpu or cuda backend")
+    if za.numel() == 0:
+        return
+    groups = feats // length
+    n_rows = outer * groups * inner
+    block_l = triton.next_power_of_2(length)
+    block_r = max(1, min(_TILE // block_l, triton.next_power_of_2(n_rows)))
+    grid = (triton.cdiv(n_rows, block_r),)
+    _mask_blend_kernel[grid](z, za, out, mask, n_rows, groups, inner, length, k,
+                             SIGNED=bool(signed_score), KEY64=za.dtype == torch.float64,
+                             BLOCK_R=block_r, BLOCK_L=block_l, BLEND=blend)
+
+
 def mask_blend(z: torch.Tensor, za: torch.Tensor, keep: int, n: int, m: int, signed_score: bool,
                dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     if z.shape != za.shape or z.dtype != za.dtype or z.device != za.device:
@@ -114,29 +143,17 @@ def mask_blend(z: torch.Tensor, za: torch.Tensor, keep: int, n: int, m: int, sig
     za = za.contiguous()
     out = torch.empty_like(z)
     mask = torch.empty(z.shape, dtype=torch.bool, device=z.device)
-    feats = z.shape[dim]
-    outer = 1
-    for s in z.shape[:dim]:
-        outer *= s
-    inner = 1
-    for s in z.shape[dim + 1:]:
-        inner *= s
-    length, k = (m, n) if m > 0 else (feats, keep)
-    if length > MAX_FEATURES:
-        what = f"N:M group (M={m})" if m > 0 else f"row (size of dim {dim} = {feats})"
-        raise ValueError(f"the triton backend of mask_blend handles at most {MAX_FEATURES} features per row or "
-                         f"N:M group, got a {what}; use the cpu or cuda backend")
-    if z.numel() == 0:
-        return out, mask
-    groups = feats // length
-    n_rows = outer * groups * inner
-    block_l = triton.next_power_of_2(length)
-    block_r = max(1, min(_TILE // block_l, triton.next_power_of_2(n_rows)))
-    grid = (triton.cdiv(n_rows, block_r),)
-    _mask_blend_kernel[grid](z, za, out, mask, n_rows, groups, inner, length, k,
-                             SIGNED=bool(signed_score), KEY64=z.dtype == torch.float64,
-                             BLOCK_R=block_r, BLOCK_L=block_l)
+    _launch(z, za, out, mask, keep, n, m, signed_score, dim, blend=True)
     return out, mask
+
+
+def mask_select(za: torch.Tensor, keep: int, n: int, m: int, signed_score: bool, dim: int) -> torch.Tensor:
+    if not 0 <= dim < za.dim():
+        raise ValueError(f"mask_select (triton): dim must be in [0, {za.dim()}), got {dim}")
+    za = za.contiguous()
+    mask = torch.empty(za.shape, dtype=torch.bool, device=za.device)
+    _launch(za, za, za, mask, keep, n, m, signed_score, dim, blend=False)
+    return mask
 
 
 def mask_blend_backward(grad: torch.Tensor, mask: torch.Tensor, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 // CPU kernels of mask_blend: per-row top-k / N:M selection on order-preserving keys, then the blend
-// out = mask ? z : za, in one pass per row; and the fused backward (grad -> grad*m, grad*(1-m)).
+// out = mask ? z : za, in one pass per row (mask_select: the same selection, mask only); and the fused
+// backward (grad -> grad*m, grad*(1-m)).
 //
 // The tensor is viewed as [outer, F, inner] (dim = the F axis), so dim=1 of NCHW needs no transpose.
 // Rows (or N:M groups) are processed 16 at a time: their keys are gathered key-major into a
@@ -28,7 +29,8 @@ constexpr int64_t kMaxTileKeys = 1 << 18;  // longer rows go one per tile (bound
 
 // Rows r = (o, g, i) of `length` features `inner` apart: top-k has one group per (o, i), N:M has
 // F / M. A tile holds R consecutive rows (the last one repeated to pad a partial tile).
-template <typename scalar_t, int R>
+// Blend = false (mask_select): only the mask is written; z and out are not touched (may be null).
+template <typename scalar_t, int R, bool Blend>
 void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool* mask, Layout l, int64_t length,
                       int64_t k, bool signed_score) {
   using K = typename KeyOf<scalar_t>::type;
@@ -75,7 +77,7 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
           const uint8_t* sp = sel.data() + lane;
           for (int64_t j = 0; j < L; ++j) {
             const bool s = sp[j * R];
-            out[b0 + j] = s ? z[b0 + j] : za[b0 + j];
+            if constexpr (Blend) out[b0 + j] = s ? z[b0 + j] : za[b0 + j];
             mask[b0 + j] = s;
           }
         }
@@ -86,7 +88,7 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
           for (int lane = 0; lane < nr; ++lane) {
             const int64_t idx = base[lane] + off;
             const bool s = sp[lane];
-            out[idx] = s ? z[idx] : za[idx];
+            if constexpr (Blend) out[idx] = s ? z[idx] : za[idx];
             mask[idx] = s;
           }
         }
@@ -107,14 +109,35 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const 
   const int64_t k = m > 0 ? n : keep;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
     if (length * kLanes <= kMaxTileKeys) {
-      mask_blend_tiles<scalar_t, kLanes>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                                         mask.data_ptr<bool>(), l, length, k, signed_score);
+      mask_blend_tiles<scalar_t, kLanes, true>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(),
+                                               out.data_ptr<scalar_t>(), mask.data_ptr<bool>(), l, length, k,
+                                               signed_score);
     } else {
-      mask_blend_tiles<scalar_t, 1>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                                    mask.data_ptr<bool>(), l, length, k, signed_score);
+      mask_blend_tiles<scalar_t, 1, true>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                          mask.data_ptr<bool>(), l, length, k, signed_score);
     }
   });
   return {out, mask};
+}
+
+at::Tensor mask_select_cpu(const at::Tensor& za_in, int64_t keep, int64_t n, int64_t m, bool signed_score,
+                           int64_t dim) {
+  const Layout l = check_mask_blend_args(za_in, za_in, keep, n, m, dim);
+  const at::Tensor za = za_in.contiguous();
+  at::Tensor mask = at::empty(za.sizes(), za.options().dtype(at::kBool));
+  if (za.numel() == 0) return mask;
+  const int64_t length = m > 0 ? m : l.feats;
+  const int64_t k = m > 0 ? n : keep;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, za.scalar_type(), "mask_select_cpu", [&] {
+    if (length * kLanes <= kMaxTileKeys) {
+      mask_blend_tiles<scalar_t, kLanes, false>(nullptr, za.data_ptr<scalar_t>(), nullptr, mask.data_ptr<bool>(), l,
+                                                length, k, signed_score);
+    } else {
+      mask_blend_tiles<scalar_t, 1, false>(nullptr, za.data_ptr<scalar_t>(), nullptr, mask.data_ptr<bool>(), l,
+                                           length, k, signed_score);
+    }
+  });
+  return mask;
 }
 
 std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& grad_in, const at::Tensor& mask_in) {
@@ -162,5 +185,6 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& gra
 
 TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("mask_blend", &fastnoise::mask_blend_cpu);
+  m.impl("mask_select", &fastnoise::mask_select_cpu);
   m.impl("mask_blend_backward", &fastnoise::mask_blend_backward_cpu);
 }

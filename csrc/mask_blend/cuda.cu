@@ -10,9 +10,11 @@
 //   cached in registers for rows of <= 512 features, re-read through L1 otherwise); ties use a warp
 //   ballot + popc prefix over chunks of 32 consecutive features.
 // Grid-stride loops over rows; every launch on the caller's stream and checked by the caller.
+// mask_select is the same launch with z = out = nullptr (the mask only).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "mask_blend/keys.h"
 #include "mask_blend/launch.h"
@@ -75,7 +77,7 @@ __global__ void mask_blend_small_kernel(const T* __restrict__ z, const T* __rest
         }
         const bool s = rank < k;
         const int64_t idx = base + j * inner;
-        out[idx] = s ? z[idx] : za[idx];
+        if (out != nullptr) out[idx] = s ? z[idx] : za[idx];  // null: mask_select
         mask[idx] = s;
       }
     }
@@ -142,7 +144,7 @@ __global__ void mask_blend_warp_kernel(const T* __restrict__ z, const T* __restr
       const bool s = in && (key > thr || (e && taken + before < take));
       if (in) {
         const int64_t idx = base + j * inner;
-        out[idx] = s ? z[idx] : za[idx];
+        if (out != nullptr) out[idx] = s ? z[idx] : za[idx];  // null: mask_select
         mask[idx] = s;
       }
       taken += __popc(ballot);
@@ -199,18 +201,10 @@ cudaError_t launch_mask_blend(const void* z, const void* za, void* out, bool* ma
                               cudaStream_t stream) {
   if (outer == 0 || feats == 0 || inner == 0) return cudaSuccess;
   if (length <= 0 || feats % length != 0) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case kMbFloat32:
-      return launch_typed<float>(z, za, out, mask, outer, feats, inner, length, k, signed_score, stream);
-    case kMbFloat16:
-      return launch_typed<__half>(z, za, out, mask, outer, feats, inner, length, k, signed_score, stream);
-    case kMbBFloat16:
-      return launch_typed<__nv_bfloat16>(z, za, out, mask, outer, feats, inner, length, k, signed_score, stream);
-    case kMbFloat64:
-      return launch_typed<double>(z, za, out, mask, outer, feats, inner, length, k, signed_score, stream);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    return launch_typed<typename decltype(tag)::type>(z, za, out, mask, outer, feats, inner, length, k, signed_score,
+                                                      stream);
+  });
 }
 
 cudaError_t launch_mask_blend_backward(const void* grad, const bool* mask, void* gz, void* gza, int dtype,
@@ -218,28 +212,12 @@ cudaError_t launch_mask_blend_backward(const void* grad, const bool* mask, void*
   if (count == 0) return cudaSuccess;
   const int threads = 256;
   const unsigned grid = grid_for(count, threads);
-  switch (dtype) {
-    case kMbFloat32:
-      mask_blend_backward_kernel<float><<<grid, threads, 0, stream>>>(
-          static_cast<const float*>(grad), mask, static_cast<float*>(gz), static_cast<float*>(gza), count);
-      break;
-    case kMbFloat16:
-      mask_blend_backward_kernel<__half><<<grid, threads, 0, stream>>>(
-          static_cast<const __half*>(grad), mask, static_cast<__half*>(gz), static_cast<__half*>(gza), count);
-      break;
-    case kMbBFloat16:
-      mask_blend_backward_kernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(grad), mask, static_cast<__nv_bfloat16*>(gz),
-          static_cast<__nv_bfloat16*>(gza), count);
-      break;
-    case kMbFloat64:
-      mask_blend_backward_kernel<double><<<grid, threads, 0, stream>>>(
-          static_cast<const double*>(grad), mask, static_cast<double*>(gz), static_cast<double*>(gza), count);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    mask_blend_backward_kernel<T><<<grid, threads, 0, stream>>>(static_cast<const T*>(grad), mask,
+                                                                static_cast<T*>(gz), static_cast<T*>(gza), count);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace fastnoise

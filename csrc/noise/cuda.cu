@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "noise/launch.h"
 #include "noise/noise_math.h"
@@ -34,11 +35,6 @@ template <> struct Cvt<__nv_bfloat16> {
   __device__ static float load(__nv_bfloat16 v) { return __bfloat162float(v); }
   __device__ static __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
 };
-
-template <typename A>
-__device__ __forceinline__ A param_at(const A* p, int64_t P, int64_t inner, int64_t i) {
-  return P == 1 ? p[0] : p[(i / inner) % P];
-}
 
 // Calls body(i, delta_i) for every element i of the call, one Philox block per thread per iteration.
 template <typename Body>
@@ -114,25 +110,17 @@ cudaError_t backward_t(const void* g, const void* x, void* gx, void* ga, void* g
 template <int OP>
 cudaError_t forward_op(int dtype, const void* x, void* y, int64_t n, NoiseParamPtr a, NoiseParamPtr b,
                        const int64_t* state, cudaStream_t stream) {
-  switch (dtype) {
-    case kNoiseF32: return forward_t<float, OP>(x, y, n, a, b, state, stream);
-    case kNoiseF16: return forward_t<__half, OP>(x, y, n, a, b, state, stream);
-    case kNoiseBF16: return forward_t<__nv_bfloat16, OP>(x, y, n, a, b, state, stream);
-    case kNoiseF64: return forward_t<double, OP>(x, y, n, a, b, state, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    return forward_t<typename decltype(tag)::type, OP>(x, y, n, a, b, state, stream);
+  });
 }
 
 template <int OP>
 cudaError_t backward_op(int dtype, const void* g, const void* x, void* gx, void* ga, void* gb, int64_t n,
                         NoiseParamPtr a, NoiseParamPtr b, const int64_t* state, cudaStream_t stream) {
-  switch (dtype) {
-    case kNoiseF32: return backward_t<float, OP>(g, x, gx, ga, gb, n, a, b, state, stream);
-    case kNoiseF16: return backward_t<__half, OP>(g, x, gx, ga, gb, n, a, b, state, stream);
-    case kNoiseBF16: return backward_t<__nv_bfloat16, OP>(g, x, gx, ga, gb, n, a, b, state, stream);
-    case kNoiseF64: return backward_t<double, OP>(g, x, gx, ga, gb, n, a, b, state, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    return backward_t<typename decltype(tag)::type, OP>(g, x, gx, ga, gb, n, a, b, state, stream);
+  });
 }
 
 }  // namespace

@@ -11,16 +11,7 @@
 namespace fastnoise {
 namespace {
 
-int noise_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kNoiseF32;
-    case at::kHalf: return kNoiseF16;
-    case at::kBFloat16: return kNoiseBF16;
-    case at::kDouble: return kNoiseF64;
-    default: TORCH_CHECK(false, "x must be float32, float16, bfloat16 or float64, got ", t);
-  }
-  return -1;
-}
+int noise_dtype(at::ScalarType t) { return dtype_code(t, "x"); }
 
 NoiseParamPtr ptr(const NoiseParam& p) { return {p.t.data_ptr(), p.P, p.inner}; }
 

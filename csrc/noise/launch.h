@@ -3,17 +3,13 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "common/dtype.h"
+#include "common/param_layout.h"
+
 namespace fastnoise {
 
-// dtype of x / y / grad: 0 float32, 1 float16, 2 bfloat16, 3 float64. Parameters a, b are in the math
-// type (double for float64, float otherwise): P values each, element i uses a[(i / inner_a) % pa].
-enum NoiseDType : int { kNoiseF32 = 0, kNoiseF16 = 1, kNoiseBF16 = 2, kNoiseF64 = 3 };
-
-struct NoiseParamPtr {
-  const void* p;
-  int64_t P;
-  int64_t inner;
-};
+// dtype of x / y / grad: a code of common/dtype.h. Parameters a, b are in the math type (double for
+// float64, float otherwise) in the layout of common/param_layout.h: element i uses a[(i / inner_a) % P].
 
 // y = op(x, a, b, delta); state: device int64[2] = (seed, offset).
 cudaError_t launch_noise_forward(int dtype, int op, const void* x, void* y, int64_t n, NoiseParamPtr a,

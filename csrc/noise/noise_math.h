@@ -8,6 +8,7 @@
 #pragma once
 #include <math.h>
 
+#include "common/param_layout.h"  // ParamIter (used with these by the kernels)
 #include "philox.h"
 #if !defined(__CUDA_ARCH__)
 #include "fastmath.h"
@@ -50,20 +51,5 @@ FN_HD void noise_backward_elem(A g, A x, A a, A b, A d, A* gx, A* ga, A* gb) {
     *gb = hde;
   }
 }
-
-// Index of a broadcast parameter: element i of x uses p[(i / inner) % P]. Iterates in O(1) per step.
-struct ParamIter {
-  int64_t P, inner, p, r;
-  FN_HD ParamIter(int64_t begin, int64_t inner_, int64_t P_) : P(P_), inner(inner_) {
-    p = (begin / inner) % P;
-    r = begin % inner;
-  }
-  FN_HD void step() {
-    if (++r == inner) {
-      r = 0;
-      if (++p == P) p = 0;
-    }
-  }
-};
 
 }  // namespace fastnoise

@@ -5,7 +5,7 @@
 
 #include <tuple>
 
-#include "sampled/geom.h"
+#include "common/conv_geom.h"
 
 namespace fastnoise {
 

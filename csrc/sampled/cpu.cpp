@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common.h"
+#include "common/dtype_aten.h"
 #include "simd.h"
 #include "sampled/aten_common.h"
 
@@ -139,18 +140,14 @@ void im2col_tile(const T* xcl, const ConvGeom& g, int64_t b, int64_t grp, int64_
   }
 }
 
-// Half / bfloat16 run in float32; float and double natively. Returns (compute dtype, tensors).
-inline at::ScalarType compute_type(at::ScalarType t) {
-  return (t == at::kDouble) ? at::kDouble : at::kFloat;
-}
-
+// Half / bfloat16 run in float32; float and double natively (math_type, common/dtype_aten.h).
 struct Prepared {
   at::Tensor x, w, b, m;
 };
 
 inline Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                         const at::Tensor& mask) {
-  const auto ct = compute_type(x.scalar_type());
+  const auto ct = math_type(x.scalar_type());
   Prepared p;
   p.x = x.to(ct).contiguous();
   p.w = weight.to(ct).contiguous();
@@ -162,7 +159,7 @@ inline Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const c10
 // Conv operands: x channels-last [B, H, W, C], weight [n, kh, kw, C/groups] (rows in patch order).
 inline Prepared prepare_conv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                              const at::Tensor& mask) {
-  const auto ct = compute_type(x.scalar_type());
+  const auto ct = math_type(x.scalar_type());
   Prepared p;
   p.x = x.to(ct).permute({0, 2, 3, 1}).contiguous();
   p.w = weight.to(ct).permute({0, 2, 3, 1}).contiguous();

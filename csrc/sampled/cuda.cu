@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "sampled/launch.h"
 
@@ -183,13 +184,10 @@ cudaError_t launch_typed(const ConvGeom& g, const SampledArgs& a, cudaStream_t s
 }  // namespace
 
 cudaError_t launch_sampled_product(const ConvGeom& g, const SampledArgs& a, int dtype, cudaStream_t stream) {
-  switch (dtype) {
-    case kSpFloat32: return launch_typed<float, float>(g, a, stream);
-    case kSpFloat16: return launch_typed<__half, float>(g, a, stream);
-    case kSpBFloat16: return launch_typed<__nv_bfloat16, float>(g, a, stream);
-    case kSpFloat64: return launch_typed<double, double>(g, a, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using Tag = decltype(tag);
+    return launch_typed<typename Tag::type, typename Tag::math>(g, a, stream);
+  });
 }
 
 }  // namespace fastnoise

@@ -5,6 +5,7 @@
 
 #include <tuple>
 
+#include "common/dtype_aten.h"
 #include "cuda_glue.h"
 #include "sampled/aten_common.h"
 #include "sampled/launch.h"
@@ -12,23 +13,12 @@
 namespace fastnoise {
 namespace {
 
-int dtype_code(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kSpFloat32;
-    case at::kHalf: return kSpFloat16;
-    case at::kBFloat16: return kSpBFloat16;
-    case at::kDouble: return kSpFloat64;
-    default: TORCH_CHECK(false, "sampled products: x must be float32, float16, bfloat16 or float64, got ", t);
-  }
-  return -1;
-}
-
 // x viewed as [B, C, H, W] (any strides), weight as [N, Kg]; `mask` [B, N, Ho, Wo] (position) or
 // `keep` [B, N] (channel, channel = true). Returns the contiguous [B, N, Ho, Wo] output.
 at::Tensor run_sampled(const at::Tensor& x, at::IntArrayRef x_strides, const at::Tensor& weight,
                        const c10::optional<at::Tensor>& bias, const at::Tensor& sel, const ConvGeom& g,
                        bool channel) {
-  const int code = dtype_code(x.scalar_type());
+  const int code = dtype_code(x.scalar_type(), "sampled products: x");
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty({g.B, g.N, g.Ho, g.Wo}, x.options());
   if (out.numel() == 0) return out;

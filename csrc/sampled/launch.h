@@ -3,12 +3,12 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "sampled/geom.h"
+#include "common/conv_geom.h"
+#include "common/dtype.h"
 
 namespace fastnoise {
 
-// dtype codes of x / weight / bias / out
-enum SampledDtype : int { kSpFloat32 = 0, kSpFloat16 = 1, kSpBFloat16 = 2, kSpFloat64 = 3 };
+// dtype of x / weight / bias / out: a code of common/dtype.h.
 
 // Device pointers of one call. x is read through its strides (elements); weight is contiguous
 // [N, Kg] (= [N, C/groups, kh, kw]); out is contiguous [B, N, Ho, Wo] and every element is written.

@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "common/dtype_aten.h"
 #include "ternary_projection/ternary.h"
 
 namespace fastnoise {
@@ -23,9 +24,7 @@ inline void check_float_input(const char* name, const at::Tensor& t, int64_t dim
   TORCH_CHECK(t.dim() == dim, name, " must be ", dim, "-D, got shape ", t.sizes());
 }
 
-// Kernels compute in float32 (float16 / bfloat16 / float32 inputs) or float64.
-inline at::ScalarType compute_type(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
+// Kernels compute in float32 (float16 / bfloat16 / float32 inputs) or float64 (common/dtype_aten.h).
+inline at::ScalarType compute_type(const at::Tensor& t) { return math_type(t.scalar_type()); }
 
 }  // namespace fastnoise

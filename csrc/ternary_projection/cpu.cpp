@@ -447,6 +447,13 @@ inline void epilogue_rows(const T* yu, int64_t k, int64_t L, const T* w, const T
 at::Tensor ternary_conv_epilogue_cpu(const at::Tensor& y, const at::Tensor& w, const c10::optional<at::Tensor>& b,
                                      int64_t groups) {
   check_float_input("y", y, 4);
+  if (math_type(y.scalar_type()) != y.scalar_type()) {  // float16 / bfloat16: computed in float32, rounded once
+    const auto mt = math_type(y.scalar_type());
+    const c10::optional<at::Tensor> bm = b.has_value() ? c10::optional<at::Tensor>(b->to(mt)) : c10::nullopt;
+    TORCH_CHECK(w.scalar_type() == y.scalar_type(), "w must be a [n, k] tensor of y's dtype, got ", w.sizes(), " ",
+                w.scalar_type());
+    return ternary_conv_epilogue_cpu(y.to(mt), w.to(mt), bm, groups).to(y.scalar_type());
+  }
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == y.scalar_type(), "w must be a [n, k] tensor of y's dtype, got ",
               w.sizes(), " ", w.scalar_type());
   TORCH_CHECK(groups >= 1 && w.size(0) % groups == 0 && y.size(1) == groups * w.size(1),

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(model, loader, args.attacks, eps, eot=args.eot, draws=args.draws, protocol=args.protocol,
                        max_samples=max_samples or None, device=args.device, seed=args.seed,
                        eot_curve=args.eot_curve or None, sanity_eps=None if args.no_sanity else args.sanity_eps,
-                       n_classes=getattr(splits, "num_classes", None), batch_size=args.batch_size, log=print)
+                       n_classes=getattr(splits, "num_classes", None), batch_size=args.batch_size, log=print,
+                       method=getattr(config, "method", None) if args.inference_rule else None)
     results["settings"]["checkpoint"] = str(args.checkpoint)
     results["settings"]["dataset"] = f"{name} ({args.split} split)"
     paths = write_reports(results, args.out)
@@ -150,4 +151,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder for the reports")
+    p.add_argument("--inference-rule", action=argparse.BooleanOptionalAction, default=True,
+                   help="attack the model as its defense method deploys it (the method's inference rule, e.g. "
+                        "an ensemble of draws); --no-inference-rule attacks the converted model itself")
     p.set_defaults(func=run)

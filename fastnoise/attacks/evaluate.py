@@ -238,7 +238,8 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
              eot_curve: Optional[Sequence[int]] = None, curve_attack: str = "pgd20",
              sanity_eps: Optional[float] = 1.0, sanity_threshold: float = 0.05,
              attack_kwargs: Optional[Mapping[str, dict]] = None, n_classes: Optional[int] = None,
-             batch_size: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> dict:
+             batch_size: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
+             method=None) -> dict:
     """Robust accuracy of `model` on `loader` under `attacks` at each L-inf radius in `eps`.
 
     model: classifier on inputs in [0, 1] -> logits [N, classes]; NoiseModules keep their noise mode.
@@ -250,10 +251,18 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     steps: {attack: steps} overrides. eot_curve: EOT values for the accuracy-vs-EOT curve of
     `curve_attack` at the first eps (randomized models only). sanity_eps: None disables the sanity check.
     batch_size: attack / inference batch (default: the loader's, or 128 for a tensor tuple).
+    method: the defense method `model` was converted with (a name or a `fastnoise.methods.Method`): the
+    model is evaluated as the method deploys it (`Method.deploy`, e.g. RSE's ensemble) and the method's
+    evaluation spec (stochastic, draws, inference rule, its paper's protocol) is recorded in the settings.
     Returns a JSON-able dict (see `write_reports`).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    spec = None
+    if method is not None:
+        from .. import methods as _methods
+        m = _methods.get(method)
+        model, spec = m.deploy(model), {"name": m.name, **m.evaluation.describe()}
     attacks = _as_list(attacks, "attacks", lambda a: check_name(a).name)
     if len(set(attacks)) != len(attacks):
         raise ValueError(f"attacks must not repeat a name, got {attacks}")
@@ -322,8 +331,11 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     model = model.to(device).eval()
     try:  # seeded attacks and draws must not leave the caller's global RNG state changed
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed,
-                             steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+            res = _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed,
+                            steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+            if spec is not None:
+                res["settings"]["method"] = spec
+            return res
     finally:
         model.train(was_training)
 

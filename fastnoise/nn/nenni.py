@@ -32,67 +32,19 @@ W~ and b~; ``"noisy"`` Eq. 2. In ``"noisy"`` the `NoiseModule` noise mode also a
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from .. import _checks
+from .. import ops as _ops
 from ._mode import NoiseModule
+from ._nenni_config import (DEFAULT_K, GRANULARITIES, INJECTS, MODES, SCORES, NENNIState, check_config,  # noqa: F401
+                            default_k, selection)
 
 __all__ = ["NENNILinear", "NENNIConv2d", "NENNILayer", "default_k", "MODES", "GRANULARITIES",
-           "SCORES", "INJECTS"]
-
-MODES = ("dense", "distill", "noisy")
-GRANULARITIES = ("position", "channel")
-SCORES = ("abs", "signed")
-INJECTS = ("non_essential", "essential")
-
-#: the default projection size (see `default_k`)
-DEFAULT_K = 64
-
-
-def default_k(d: int) -> int:
-    """The default projection size for fan-in `d`: ``min(d, 64)``.
-
-    Chosen by measurement (docs/nenni.md, "Choosing k"): on the digits CNN the recall of the true
-    top-10% after distillation reaches the 0.8 target only from k ~ 32 on, and keeps rising to k = 64
-    (0.88-0.95 at the least-squares optimum); the approximation path costs time linearly in k, and
-    at k = 64 it is 64/256 = 25% of the dense MACs of the ResNet-18 256->256 layer even before the
-    ternary projection's 2/3 zeros and INT4 are counted (about 0.6% of its BitOPs).
-    """
-    return max(1, min(int(d), DEFAULT_K))
-
-
-def _check_nm(nm: object) -> tuple[int, int]:
-    if (not isinstance(nm, (tuple, list)) or len(nm) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)):
-        raise ValueError(f"nm must be a pair of ints (N, M) with 1 <= N <= M, got {nm!r}")
-    n, m = int(nm[0]), int(nm[1])
-    if not (1 <= n <= m):
-        raise ValueError(f"nm must be a pair of ints (N, M) with 1 <= N <= M, got {nm!r}")
-    return n, m
-
-
-def _check_config(ratio, nm, k, d, granularity, score, inject, mode, seed):
-    if ratio is not None and nm is not None:
-        raise ValueError(f"give either ratio or nm, not both (got ratio={ratio!r}, nm={nm!r})")
-    if ratio is None and nm is None:
-        raise ValueError("one of ratio (in [0, 1)) or nm=(N, M) is required")
-    if ratio is not None:
-        ratio = _checks.number("ratio", ratio, lo=0.0, hi=1.0, hi_open=True)
-    if nm is not None:
-        nm = _check_nm(nm)
-    if k is None:
-        k = default_k(d)
-    k = _checks.integer("k", k, lo=1)
-    _checks.choice("granularity", granularity, GRANULARITIES)
-    _checks.choice("score", score, SCORES)
-    _checks.choice("inject", inject, INJECTS)
-    _checks.choice("mode", mode, MODES)
-    seed = _checks.integer("seed", seed, lo=0, hi=_checks.MAX_SEED)
-    return ratio, nm, k, seed
+           "SCORES", "INJECTS", "nenni_layers", "set_nenni_mode"]
 
 
 def _check_bool(name: str, v: object) -> bool:
@@ -115,18 +67,19 @@ def _check_dtype(x: torch.Tensor, weight: torch.Tensor) -> None:
                         f"(convert the layer with .to({x.dtype}) or the input)")
 
 
-class NENNILayer(NoiseModule):
-    """Shared machinery of `NENNILinear` and `NENNIConv2d` (see the module docstring)."""
+class NENNILayer(NENNIState, NoiseModule):
+    """Shared machinery of `NENNILinear` and `NENNIConv2d` (see the module docstring); configuration and
+    state-dict checks: fastnoise/nn/_nenni_config.py."""
 
     _kind = "?"
-    _channel_dim = -1
-    stochastic = False  # z~ - z is a deterministic function of x: no EOT needed (module docstring)  # where the neurons of one decision live (rows of the mask)
+    _channel_dim = -1  # where the neurons of one decision live (rows of the mask)
+    stochastic = False  # z~ - z is a deterministic function of x: no EOT needed (module docstring)
 
     # --- construction ------------------------------------------------------------------------
 
     def _init_nenni(self, weight: torch.nn.Parameter, bias: Optional[torch.nn.Parameter], n: int, d: int, *,
                     ratio, nm, k, granularity, score, inject, mode, seed) -> None:
-        ratio, nm, k, seed = _check_config(ratio, nm, k, d, granularity, score, inject, mode, seed)
+        ratio, nm, k, seed = check_config(ratio, nm, k, d, granularity, score, inject, mode, seed)
         # the original Parameters, shared (not copied) with the converted layer
         self.weight = weight
         self.bias = bias
@@ -140,11 +93,10 @@ class NENNILayer(NoiseModule):
         self.distill_scale: Optional[torch.Tensor] = None
         if nm is not None and n % nm[1] != 0:
             raise ValueError(f"nm: M must divide the number of output neurons ({n}), got nm={tuple(nm)}")
-        from ..ops import TernaryProjection
         w = weight.detach()
         # P: fixed after initialisation (seed §3.1), generated from `seed` on the shared Philox stream
         # (bit-identical on every backend); a submodule, so it follows .to() and is saved (2 bits/entry)
-        self.proj = TernaryProjection.generate(k, d, seed, w.device)
+        self.proj = _ops.TernaryProjection.generate(k, d, seed, w.device)
         # Data-free initialisation: W~ = argmin ||W - W~ P||_F = W P^T (P P^T)^+, the best approximation
         # for isotropic inputs (relative error 1 - k/d in expectation, against d/k for the plain JL
         # estimate W P^T); distillation on real data (seed Eq. 1) refines it.
@@ -186,13 +138,7 @@ class NENNILayer(NoiseModule):
 
     def kept_count(self, features: int) -> int:
         """How many of the `features` neurons of one decision row get the exact product."""
-        from ..ops.mask_blend import keep_count
-        if self.nm is not None:
-            n, m = self.nm
-            return features // m * n  # "essential" injects into the top M - N instead: N kept as well
-        if self.inject == "essential":
-            return features - keep_count(round(1.0 - self.ratio, 12), features) if self.ratio > 0 else features
-        return keep_count(self.ratio, features)
+        return selection(self.ratio, self.nm, self.inject, features)[0]
 
     def keep_fraction(self, features: int) -> float:
         """Fraction of the `features` neurons of one decision row that get the exact product."""
@@ -201,48 +147,11 @@ class NENNILayer(NoiseModule):
     @torch.no_grad()
     def quantize_(self) -> "NENNILayer":
         """One-time INT4 quantization of W~ and b~ (seed §3.1); afterwards W~, b~ are frozen."""
-        from ..ops import quantize_int4
-        wq, ws, bq, bs = quantize_int4(self.approx_weight.detach(), self.approx_bias.detach())
+        wq, ws, bq, bs = _ops.quantize_int4(self.approx_weight.detach(), self.approx_bias.detach())
         self.approx_wq, self.approx_w_scale, self.approx_bq, self.approx_b_scale = wq, ws, bq, bs
         self.approx_weight.requires_grad_(False)
         self.approx_bias.requires_grad_(False)
         return self
-
-    # --- state_dict: refuse another configuration (NoiseModule's config check) -------------------
-
-    config_label = "NENNI"
-    _INT4 = ("approx_wq", "approx_w_scale", "approx_bq", "approx_b_scale")
-
-    def get_extra_state(self) -> dict:
-        return {**super().get_extra_state(), "quantized": self.quantized}
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        extra = prefix + "_extra_state"
-        if extra in state_dict:  # the configuration first: nothing changes when it differs
-            self.set_extra_state(state_dict[extra])
-        state = state_dict.get(extra)
-        if isinstance(state, dict) and state.get("quantized"):
-            absent = [prefix + n for n in self._INT4 if prefix + n not in state_dict]
-            if absent:
-                raise ValueError(f"{type(self).__name__} at {prefix[:-1] or '<root>'!r}: the state_dict says the layer "
-                                 f"is quantized (INT4) but lacks {absent}")
-            # a quantized checkpoint loads into an unquantized layer: make room for its INT4 buffers
-            for name in self._INT4:
-                key = prefix + name
-                if key in state_dict and getattr(self, name) is None:
-                    setattr(self, name, torch.empty_like(state_dict[key], device=self.approx_weight.device))
-            self.approx_weight.requires_grad_(False)
-            self.approx_bias.requires_grad_(False)
-        elif isinstance(state, dict) and self.quantized:
-            # an unquantized state_dict: the layer becomes what it describes (float W~, b~, trainable), never
-            # a mix of its own old INT4 weights and the loaded float ones (also with strict=False)
-            for name in self._INT4:
-                setattr(self, name, None)
-            self.approx_weight.requires_grad_(True)
-            self.approx_bias.requires_grad_(True)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
 
     # --- forward -----------------------------------------------------------------------------
 
@@ -260,36 +169,28 @@ class NENNILayer(NoiseModule):
             return w, b, None, None
         return self.approx_wq, self.approx_bq, self.approx_w_scale, self.approx_b_scale
 
-    def _blend(self, z_approx: torch.Tensor, dim: int, exact_dense, exact_sampled, kind: str,
-               features: int) -> torch.Tensor:
-        """Eq. 2 for one layer: mask from the scores of z~, exact product for the kept neurons only.
-
-        `exact_dense()` -> z (every neuron), `exact_sampled(mask)` -> z where mask (0 elsewhere). The
-        sampled op runs when `fastnoise.ops.sampled_is_faster(kept_fraction, kind, device)` says so.
-        """
-        from ..ops import mask_blend, sampled_is_faster
-        sel = dict(nm=self.nm) if self.nm is not None else dict(ratio=self.ratio)
-        kept = self.kept_count(features)
-        if kept == features:  # r = 0 (or N = M): everything exact
-            return exact_dense()
-        sampled = sampled_is_faster(kept / features, kind, z_approx.device)
-        if self.inject == "non_essential" and not sampled:
-            out, _ = mask_blend(exact_dense(), z_approx, score=self.score, dim=dim, **sel)
-            return out
-        za = z_approx.detach()
-        if self.inject == "essential":
-            # seed §4.5 ablation: the same amount of noise, into the highest-scoring neurons instead
-            if self.nm is not None:
-                n, m = self.nm
-                inv = dict(nm=(m - n, m))
-            else:
-                inv = dict(ratio=round(1.0 - self.ratio, 12))
-            _, top = mask_blend(za, za, score=self.score, dim=dim, **inv)
-            keep = ~top
-        else:
-            _, keep = mask_blend(za, za, score=self.score, dim=dim, **sel)
-        z = exact_sampled(keep) if sampled else exact_dense()
-        return torch.where(keep, z, z_approx)
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 2, straight through: z~ -> the mask once -> the exact product (for the kept neurons only when
+        the sampled op is faster) -> one blend. ``inject="essential"`` is the same path with the mask
+        inverted (`fastnoise.nn._nenni_config.selection`)."""
+        self._check_x(x)
+        za = self._approx(x)
+        if not self.approx_gradient:
+            za = za.detach()  # values unchanged; gradients through the exact neurons only
+        feats = self._features()
+        kept, sel, invert = selection(self.ratio, self.nm, self.inject, feats)
+        if kept == feats:  # r = 0 (or N = M): everything exact
+            return self._exact(x)
+        if self.granularity == "channel":
+            return self._noisy_channel(x, za, kept, sel, invert)
+        sampled = _ops.sampled_is_faster(kept / feats, self._kind, za.device)
+        if not sampled and not invert:  # selection and blend fused in one pass
+            return _ops.mask_blend(self._exact(x), za, score=self.score, dim=self._channel_dim, **sel)[0]
+        keep = _ops.mask_select(za, score=self.score, dim=self._channel_dim, **sel)
+        if invert:
+            keep = keep.logical_not_()
+        z = self._exact_where(x, keep) if sampled else self._exact(x)
+        return torch.where(keep, z, za)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_x(x)  # every mode: the dense product's own error would not name the layer's shape
@@ -308,11 +209,6 @@ class NENNILayer(NoiseModule):
             self.distill_scale = rows * (self.d * xd.float().pow(2).mean() + 1.0)
             return z
         return self._noisy(x)
-
-    def _approx_noisy(self, x: torch.Tensor) -> torch.Tensor:
-        """z~ for the noisy forward: detached when ``approx_gradient`` is False (values unchanged)."""
-        z = self._approx(x)
-        return z if self.approx_gradient else z.detach()
 
     def extra_repr(self) -> str:
         sel = f"ratio={self.ratio}" if self.nm is None else f"nm={tuple(self.nm)}"
@@ -373,11 +269,13 @@ class NENNILinear(NENNILayer):
         return F.linear(x, self.weight, self.bias)
 
     def _approx(self, x):
-        from ..ops import ternary_linear_approx
         w, b, ws, bs = self._approx_params(x)
         lead = x.shape[:-1]
-        z = ternary_linear_approx(x.reshape(-1, self.in_features), self.proj, w, b, w_scale=ws, b_scale=bs)
+        z = _ops.ternary_linear_approx(x.reshape(-1, self.in_features), self.proj, w, b, w_scale=ws, b_scale=bs)
         return z.reshape(*lead, self.out_features)
+
+    def _features(self) -> int:
+        return self.out_features
 
     def _check_x(self, x):
         _checks.floating("x", x)
@@ -385,15 +283,10 @@ class NENNILinear(NENNILayer):
             raise ValueError(f"x must be [..., {self.in_features}], got shape {tuple(x.shape)}")
         _check_dtype(x, self.weight)
 
-    def _noisy(self, x):
-        from ..ops import sampled_linear
+    def _exact_where(self, x, mask):
         lead = x.shape[:-1]
-
-        def sampled(mask):
-            return sampled_linear(x.reshape(-1, self.in_features), self.weight, self.bias,
-                                  mask.reshape(-1, self.out_features)).reshape(*lead, self.out_features)
-
-        return self._blend(self._approx_noisy(x), -1, lambda: self._exact(x), sampled, "linear", self.out_features)
+        return _ops.sampled_linear(x.reshape(-1, self.in_features), self.weight, self.bias,
+                                   mask.reshape(-1, self.out_features)).reshape(*lead, self.out_features)
 
 
 class NENNIConv2d(NENNILayer):
@@ -478,10 +371,12 @@ class NENNIConv2d(NENNILayer):
         return F.conv2d(x, self.weight, self.bias, **self._conv_args())
 
     def _approx(self, x):
-        from ..ops import ternary_conv_approx
         w, b, ws, bs = self._approx_params(x)
-        return ternary_conv_approx(x, self.proj, w, b, kernel_size=self.kernel_size, w_scale=ws, b_scale=bs,
-                                   **self._conv_args())
+        return _ops.ternary_conv_approx(x, self.proj, w, b, kernel_size=self.kernel_size, w_scale=ws, b_scale=bs,
+                                        **self._conv_args())
+
+    def _features(self) -> int:
+        return self.out_channels
 
     def _check_x(self, x):
         _checks.floating("x", x)
@@ -495,34 +390,19 @@ class NENNIConv2d(NENNILayer):
             raise ValueError(f"x spatial size {tuple(x.shape[2:])} is too small for kernel_size {self.kernel_size}, "
                              f"padding {self.padding}, dilation {self.dilation}: output would be {ho}x{wo}")
 
-    def _noisy(self, x):
-        from ..ops import channel_conv2d, sampled_conv2d
-        z_approx = self._approx_noisy(x)
-        exact = lambda: self._exact(x)  # noqa: E731
-        if self.granularity == "channel":
-            return self._noisy_channel(x, z_approx)
-        return self._blend(z_approx, 1, exact,
-                           lambda m: sampled_conv2d(x, self.weight, self.bias, m, **self._conv_args()),
-                           "conv2d", self.out_channels)
+    def _exact_where(self, x, mask):
+        return _ops.sampled_conv2d(x, self.weight, self.bias, mask, **self._conv_args())
 
-    def _noisy_channel(self, x, z_approx):
+    def _noisy_channel(self, x, z_approx, kept, sel, invert):
         """Channel granularity: one decision per (sample, channel) from z~ pooled over positions."""
-        from ..ops import channel_conv2d, mask_blend, sampled_is_faster
         c = self.out_channels
-        kept = self.kept_count(c)
-        if kept == c:
-            return self._exact(x)
         za = z_approx.detach()
         ps = za.mean(dim=(2, 3)) if self.score == "signed" else za.abs().mean(dim=(2, 3))  # [B, C]
-        if self.inject == "essential":
-            inv = dict(nm=(self.nm[1] - self.nm[0], self.nm[1])) if self.nm is not None else \
-                dict(ratio=round(1.0 - self.ratio, 12))
-            keep = ~mask_blend(ps, ps, score=self.score, dim=-1, **inv)[1]
-        else:
-            sel = dict(nm=self.nm) if self.nm is not None else dict(ratio=self.ratio)
-            keep = mask_blend(ps, ps, score=self.score, dim=-1, **sel)[1]
-        if sampled_is_faster(kept / c, "channel_conv2d", x.device):
-            z = channel_conv2d(x, self.weight, self.bias, keep, **self._conv_args())
+        keep = _ops.mask_select(ps, score=self.score, dim=-1, **sel)
+        if invert:
+            keep = keep.logical_not_()
+        if _ops.sampled_is_faster(kept / c, "channel_conv2d", x.device):
+            z = _ops.channel_conv2d(x, self.weight, self.bias, keep, **self._conv_args())
         else:
             z = self._exact(x)
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
@@ -534,94 +414,7 @@ class NENNIConv2d(NENNILayer):
         return torch.where(keep[:, :, None, None], z, z_approx)
 
 
-# --- model conversion ------------------------------------------------------------------------------
-
-def _eligible_reason(module: torch.nn.Module) -> Optional[str]:
-    """None when `module` can become a NENNI layer, else why not."""
-    if isinstance(module, NENNILayer):
-        return "is already a NENNI layer"
-    if type(module) is torch.nn.Linear:
-        return None
-    if isinstance(module, torch.nn.Conv2d):
-        return NENNIConv2d.unsupported_reason(module)
-    return f"is a {type(module).__name__} (only torch.nn.Conv2d and torch.nn.Linear can be converted)"
-
-
-def _set_submodule(model: torch.nn.Module, name: str, new: torch.nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-from ..convert import register_method  # noqa: E402
-
-
-@register_method("nenni")
-def convert_nenni(model: torch.nn.Module, *, ratio: Optional[float] = None, nm: Optional[Sequence[int]] = None,
-                  k: Optional[int] = None, granularity: str = "position", score: str = "abs",
-                  inject: str = "non_essential", mode: str = "noisy", seed: int = 0, skip_first: bool = True,
-                  skip_classifier: bool = True, layers: Optional[Sequence[str]] = None,
-                  convert_linear: bool = True) -> torch.nn.Module:
-    """Swap the eligible Conv2d / Linear layers of `model` (nested included) for NENNI layers, in place.
-
-    Eligible: `torch.nn.Conv2d` with groups=1 and zero padding, and `torch.nn.Linear`
-    (``convert_linear=False`` keeps Linears exact, as the seed applies NENNI to convolutions only).
-    ``skip_first`` keeps the first eligible layer (in `named_modules` order) exact and
-    ``skip_classifier`` the last Linear. ``layers``: the exact module names to convert instead; an
-    ineligible name is an error naming it. The layer with index i (in conversion order) gets
-    projection seed ``seed + i``; ``granularity`` applies to convolutions (Linears use "position").
-    Converting a model that already holds NENNI layers is an error. Returns `model`.
-    """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    existing = [name or "<root>" for name, m in model.named_modules() if isinstance(m, NENNILayer)]
-    if existing:
-        raise ValueError(f"model is already converted to NENNI (NENNI layers at {existing[:5]}); "
-                         f"convert the original model, or change the layers' settings directly")
-    seed = _checks.integer("seed", seed, lo=0, hi=_checks.MAX_SEED)
-    named = dict(model.named_modules())
-    if layers is not None:
-        if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
-            raise TypeError(f"layers must be a sequence of module names, got {layers!r}")
-        targets = []
-        for name in layers:
-            if name not in named:
-                raise ValueError(f"layers: model has no module named {name!r}")
-            why = _eligible_reason(named[name])
-            if why is not None:
-                raise ValueError(f"layers: module {name!r} cannot be converted to NENNI: it {why}")
-            targets.append(name)
-    else:
-        candidates = [n for n, m in named.items()
-                      if n and _eligible_reason(m) is None and (convert_linear or not isinstance(m, torch.nn.Linear))]
-        all_eligible = [n for n, m in named.items() if n and _eligible_reason(m) is None]
-        linears = [n for n in all_eligible if isinstance(named[n], torch.nn.Linear)]
-        skip = set()
-        if skip_first and all_eligible:
-            skip.add(all_eligible[0])
-        if skip_classifier and linears:
-            skip.add(linears[-1])
-        targets = [n for n in candidates if n not in skip]
-    if not targets:
-        raise ValueError("model has no layer to convert to NENNI (no eligible Conv2d / Linear after skip_first / "
-                         "skip_classifier); pass layers=[...] to choose them")
-    built = []  # build every layer first: a bad setting for any layer leaves the model untouched
-    for i, name in enumerate(targets):
-        m = named[name]
-        cfg = dict(ratio=ratio, nm=nm, k=k, score=score, inject=inject, mode=mode, seed=seed + i)
-        try:
-            if isinstance(m, torch.nn.Linear):
-                new = NENNILinear.from_linear(m, granularity="position", **cfg)
-            else:
-                new = NENNIConv2d.from_conv(m, granularity=granularity, **cfg)
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"layer {name!r}: {e}") from None
-        new.train(m.training)
-        built.append((name, new))
-    for name, new in built:
-        _set_submodule(model, name, new)
-    return model
-
+# --- helpers on models ---------------------------------------------------------------------------------
 
 def nenni_layers(model: torch.nn.Module) -> list[tuple[str, NENNILayer]]:
     """(name, layer) of every NENNI layer in `model`."""

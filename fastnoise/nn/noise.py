@@ -24,12 +24,11 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .. import _checks
-from ..convert import register_method
 from ..ops import noise_add, noise_mul, noise_sal
 from ..rng import PhiloxStream
 from ._mode import NoiseModule
 
-__all__ = ["GaussianNoise", "LearnableNoise", "RandomWeight", "SAL", "convert_rse"]
+__all__ = ["GaussianNoise", "LearnableNoise", "RandomWeight", "SAL"]
 
 Shape = Union[int, Sequence[int]]
 
@@ -190,27 +189,3 @@ class SAL(_StreamMixin):
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.w.shape)}, mode={self.noise_mode}"
-
-
-@register_method("rse")
-def convert_rse(model: torch.nn.Module, sigma: float = 0.1, skip_first: bool = False,
-                seed: Optional[int] = None) -> torch.nn.Module:
-    """RSE: insert `GaussianNoise(sigma)` before every Conv2d (``conv -> Sequential(noise, conv)``), in place.
-
-    skip_first: leave the first Conv2d (in `model.modules()` order) without noise. seed: base seed; layer k
-    uses seed + k (None: random seeds).
-    """
-    sigma = _checks.number("sigma", sigma, lo=0.0)
-    if not isinstance(skip_first, bool):
-        raise TypeError(f"skip_first must be a bool, got {type(skip_first).__name__}")
-    convs = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-             if isinstance(child, torch.nn.Conv2d)]
-    if isinstance(model, torch.nn.Conv2d):
-        raise ValueError("model must contain Conv2d layers, not be one: wrap it in a module first")
-    for k, (parent, name, conv) in enumerate(convs):
-        if skip_first and k == 0:
-            continue
-        noise = GaussianNoise(sigma, seed=None if seed is None else seed + k)
-        noise.to(conv.weight.device)
-        setattr(parent, name, torch.nn.Sequential(noise, conv))
-    return model

@@ -3,7 +3,8 @@
 Each op resolves its backend (see `fastnoise.use_backend`) and passes it to the custom op as an
 explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opcheck` passes.
 """
-from .mask_blend import mask_blend
+from . import philox  # noqa: F401  (defines fastnoise::philox for fastnoise.rng)
+from .mask_blend import mask_blend, mask_select
 from .noise_add import noise_add
 from .noise_mul import noise_mul
 from .noise_sal import noise_sal
@@ -11,6 +12,6 @@ from .sampled import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_
 from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                                  ternary_conv_project, ternary_linear_approx, ternary_project)
 
-__all__ = ["mask_blend", "noise_add", "noise_mul", "noise_sal", "TernaryProjection", "dequantize_int4",
+__all__ = ["mask_blend", "mask_select", "noise_add", "noise_mul", "noise_sal", "TernaryProjection", "dequantize_int4",
            "quantize_int4", "ternary_conv_approx", "ternary_conv_project", "ternary_linear_approx",
            "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear"]

@@ -48,16 +48,17 @@ measurement the thresholds come from, so they are kept.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 
 from .. import _backend, _checks
+from . import _conv
 from ._dispatch import kernel
 
 __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_is_faster", "SAMPLED_THRESHOLDS"]
 
-_Pair = Union[int, Sequence[int]]
+_Pair = _conv.IntPair
 
 # Keep fraction (1 - r) below which the sampled kernel beats "dense product + blend" (forward), per
 # device type and kind. CPU: measured on the 2-core AMD EPYC (Zen 5, AVX-512) dev machine, torch 2.13
@@ -95,16 +96,6 @@ def sampled_is_faster(keep_fraction: float, kind: str, device: Union[str, torch.
 
 # ---- validation ------------------------------------------------------------------------------------
 
-def _pair(name: str, v: _Pair, lo: int) -> list[int]:
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        out = [_checks.integer(name, int(e) if isinstance(e, torch.SymInt) else e, lo=lo) for e in v]
-    else:
-        out = [_checks.integer(name, v, lo=lo)] * 2
-    return out
-
-
 def _check_bias(bias: Optional[torch.Tensor], x: torch.Tensor, n: int) -> None:
     if bias is None:
         return
@@ -128,7 +119,8 @@ def _conv_args(x, weight, bias, stride, padding, dilation, groups):
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D [B, C, H, W], got shape {tuple(x.shape)}")
     weight = _checks.like("weight", weight, "x", x, shape=False)
-    stride, padding, dilation = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    stride, padding, dilation = (list(_conv.pair("stride", stride, 1)), list(_conv.pair("padding", padding, 0)),
+                                 list(_conv.pair("dilation", dilation, 1)))
     groups = _checks.integer("groups", groups, lo=1)
     B, C, H, W = x.shape
     if C % groups:
@@ -139,8 +131,8 @@ def _conv_args(x, weight, bias, stride, padding, dilation, groups):
     if n % groups:
         raise ValueError(f"groups must divide the output channels n={n}, got groups={groups}")
     _check_bias(bias, x, n)
-    ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    ho = _conv.out_size(H, kh, stride[0], padding[0], dilation[0])
+    wo = _conv.out_size(W, kw, stride[1], padding[1], dilation[1])
     if ho < 1 or wo < 1:
         raise ValueError(f"x spatial size {H}x{W} is too small for kernel {kh}x{kw} with padding {padding} and "
                          f"dilation {dilation}: output would be {ho}x{wo} (expected >= 1x1)")
@@ -240,8 +232,8 @@ def _channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
 
 
 def _conv_out_shape(x, weight, stride, padding, dilation):
-    ho = (x.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
-    wo = (x.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
+    ho = _conv.out_size(x.shape[2], weight.shape[2], stride[0], padding[0], dilation[0])
+    wo = _conv.out_size(x.shape[3], weight.shape[3], stride[1], padding[1], dilation[1])
     return (x.shape[0], weight.shape[0], ho, wo)
 
 

@@ -28,7 +28,7 @@ channels), mirroring the grouped conv it approximates.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +36,15 @@ import torch.nn.functional as F
 from .. import _backend, _checks
 from .._backend import BackendUnavailableError  # noqa: F401  (re-exported for users of this module)
 from ..reference import ternary_projection as _ref
+from . import _conv
 from ._dispatch import kernel
+from .int4 import INT4_MAX, INT4_MIN, check_int4_values, dequantize_int4, quantize_int4  # noqa: F401
 
 __all__ = ["TernaryProjection", "ternary_project", "ternary_conv_project", "ternary_linear_approx",
            "ternary_conv_approx", "quantize_int4", "dequantize_int4", "INT4_MIN", "INT4_MAX"]
 
 FAMILY = "ternary_projection"
-INT4_MIN, INT4_MAX = -8, 7
-_IntPair = Union[int, Sequence[int]]
+_IntPair = _conv.IntPair
 
 
 # ---- custom ops ---------------------------------------------------------------------------------
@@ -111,8 +112,8 @@ def _conv_project(x: torch.Tensor, packed: torch.Tensor, scale: float, kh: int, 
 @_conv_project.register_fake
 def _(x, packed, scale, kh, kw, sh, sw, ph, pw, dh, dw, groups, backend):
     b, _, h, w = x.shape
-    return x.new_empty((b, groups * packed.shape[1], _ref.conv_out_size(h, kh, sh, ph, dh),
-                        _ref.conv_out_size(w, kw, sw, pw, dw)))
+    return x.new_empty((b, groups * packed.shape[1], _conv.out_size(h, kh, sh, ph, dh),
+                        _conv.out_size(w, kw, sw, pw, dw)))
 
 
 def _conv_project_t(grad: torch.Tensor, packed: torch.Tensor, scale: float, in_shape, conv: tuple,
@@ -125,21 +126,7 @@ def _conv_project_t(grad: torch.Tensor, packed: torch.Tensor, scale: float, in_s
     rows = grad.reshape(b, groups, k, ho * wo).permute(0, 1, 3, 2).reshape(-1, k).contiguous()
     cols = _project_t(rows, packed, d, scale, backend)  # [B*G*L, d]
     cols = cols.view(b, groups, ho * wo, d).permute(0, 1, 3, 2).reshape(b, groups * d, ho * wo)
-    return _col2im(cols, in_shape, conv)
-
-
-def _col2im(cols: torch.Tensor, in_shape, conv: tuple) -> torch.Tensor:
-    """F.fold as kh*kw strided slice-adds. (Inductor's fold lowering in torch 2.13 is wrong for a
-    non-contiguous input with dilation > 1, and `.contiguous()` does not survive its fusion.)"""
-    kh, kw, sh, sw, ph, pw, dh, dw, _ = conv
-    b, c, h, w = in_shape
-    ho, wo = _ref.conv_out_size(h, kh, sh, ph, dh), _ref.conv_out_size(w, kw, sw, pw, dw)
-    cols = cols.reshape(b, c, kh, kw, ho, wo)
-    out = cols.new_zeros((b, c, h + 2 * ph, w + 2 * pw))
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw] += cols[:, :, i, j]
-    return out[:, :, ph: ph + h, pw: pw + w]
+    return _conv.col2im(cols, in_shape, conv)
 
 
 def _conv_project_setup(ctx, inputs, output):
@@ -159,40 +146,24 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
               b_scale: Optional[torch.Tensor], groups: int, conv: bool, backend: str = "reference") -> torch.Tensor:
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend.
 
-    The conv map on the "cpu" backend is the C++ kernel ``ternary_conv_epilogue`` (register-tiled; the BLAS
-    batched GEMM is slow at K = k); the other backends use torch.matmul (cuBLAS on GPUs).
+    The conv map is the kernel ``ternary_conv_epilogue`` of the dispatch table (cpu: register-tiled C++, the
+    BLAS batched GEMM is slow at K = k; triton / cuda: the torch GEMM, cuBLAS), with the INT4 scales folded
+    into the [n, k] weights and the bias first (tiny, per call): one GEMM with the bias instead of GEMM,
+    scale pass and bias pass over z. The linear map is F.linear on every backend.
     """
     int4 = w.dtype == torch.int8
     wf = w.to(y.dtype)
-    if conv and int4:
-        # fold the scales into the [n, k] weights and the bias (tiny, per call; no cache): one GEMM with the
-        # bias instead of GEMM, scale pass and bias pass over z
-        wf = wf * w_scale.to(y.dtype)[:, None]
-        b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
-        int4 = False
-    if conv and backend == "cpu" and y.dtype in (torch.float32, torch.float64):  # (INT4 scales folded above)
+    if conv:
+        if int4:
+            wf = wf * w_scale.to(y.dtype)[:, None]
+            b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
         return kernel(FAMILY, "ternary_conv_epilogue", backend)(
             y, wf.contiguous(), None if b is None else b.to(y.dtype).contiguous(), groups)
-    if conv:  # grouped 1x1 map as a batched GEMM: [G, m, k] @ [B, G, k, L] -> [B, G, m, L]
-        bsz, _, ho, wo = y.shape
-        n, k = w.shape
-        if groups == 1 and b is not None and y.device.type == "cpu":  # bias as the GEMM's C input (beta = 1)
-            z = torch.baddbmm(b.view(1, n, 1), wf.expand(bsz, n, k), y.reshape(bsz, k, ho * wo))
-            return z.view(bsz, n, ho, wo)
-        if groups == 1:
-            z = torch.matmul(wf, y.reshape(bsz, k, ho * wo))
-        else:
-            z = torch.matmul(wf.view(groups, n // groups, k), y.reshape(bsz, groups, k, ho * wo))
-        z = z.view(bsz, n, ho, wo)
-        if b is not None and not int4:
-            z.add_(b.view(1, -1, 1, 1))  # z is fresh (custom ops run without autograd inside)
-    else:
-        z = F.linear(y, wf, None if int4 else b)
+    z = F.linear(y, wf, None if int4 else b)
     if int4:
-        shape = (1, -1, 1, 1) if conv else (1, -1)
-        z.mul_(w_scale.to(y.dtype).view(shape))
+        z.mul_(w_scale.to(y.dtype).view(1, -1))
         if b is not None:
-            z.add_((b.to(y.dtype) * b_scale.to(y.dtype)).view(shape))
+            z.add_((b.to(y.dtype) * b_scale.to(y.dtype)).view(1, -1))
     return z
 
 
@@ -243,7 +214,7 @@ def _conv_approx(x: torch.Tensor, packed: torch.Tensor, scale: float, w: torch.T
 @_conv_approx.register_fake
 def _(x, packed, scale, w, b, w_scale, b_scale, kh, kw, sh, sw, ph, pw, dh, dw, groups, backend):
     bsz, _, h, wd = x.shape
-    return x.new_empty((bsz, w.shape[0], _ref.conv_out_size(h, kh, sh, ph, dh), _ref.conv_out_size(wd, kw, sw, pw, dw)))
+    return x.new_empty((bsz, w.shape[0], _conv.out_size(h, kh, sh, ph, dh), _conv.out_size(wd, kw, sw, pw, dw)))
 
 
 def _conv_approx_setup(ctx, inputs, output):
@@ -357,15 +328,6 @@ def _check_x(x: object, proj: TernaryProjection, d_name: str = "the last dimensi
     return x
 
 
-def _pair(name: str, v: _IntPair, lo: int) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        return (_checks.integer(name, v[0], lo=lo), _checks.integer(name, v[1], lo=lo))
-    v = _checks.integer(name, v, lo=lo)
-    return (v, v)
-
-
 def _check_weights(x: torch.Tensor, k: int, w: object, b: object, w_scale: object, b_scale: object):
     """Float mode (w floating [n, k], b floating [n] or None) or INT4 mode (w int8 [n, k] ...)."""
     w = _checks.tensor("w", w)
@@ -388,11 +350,11 @@ def _check_weights(x: torch.Tensor, k: int, w: object, b: object, w_scale: objec
             raise ValueError(f"w_scale must be a float tensor of shape [{n}] on {x.device}, "
                              f"got {tuple(w_scale.shape)} on {w_scale.device}")
         _checks.nonnegative_tensor("w_scale", w_scale)
-        _int4_values("w", w)
+        check_int4_values("w", w)
         if b is not None:
             if b.dtype != torch.int8:
                 raise TypeError(f"b must be int8 (INT4 values) in INT4 mode, got {b.dtype}")
-            _int4_values("b", b)
+            check_int4_values("b", b)
             if b_scale is None:
                 raise ValueError("b_scale must be given with an int8 b: a float (scalar) scale")
             if isinstance(b_scale, torch.Tensor):
@@ -420,21 +382,13 @@ def _check_weights(x: torch.Tensor, k: int, w: object, b: object, w_scale: objec
     return w, b, None, None
 
 
-def _int4_values(name: str, t: torch.Tensor) -> None:
-    if _checks._tracing() or t.numel() == 0:
-        return
-    lo, hi = int(t.min()), int(t.max())
-    if lo < INT4_MIN or hi > INT4_MAX:
-        raise ValueError(f"{name} must hold INT4 values in [{INT4_MIN}, {INT4_MAX}], got values in [{lo}, {hi}]")
-
-
 def _conv_args(x, proj, kernel_size, stride, padding, dilation, groups):
     if x.dim() != 4:
         raise ValueError(f"x must be a 4-D tensor [B, C, H, W], got shape {tuple(x.shape)}")
-    kh, kw = _pair("kernel_size", kernel_size, 1)
-    sh, sw = _pair("stride", stride, 1)
-    ph, pw = _pair("padding", padding, 0)
-    dh, dw = _pair("dilation", dilation, 1)
+    kh, kw = _conv.pair("kernel_size", kernel_size, 1)
+    sh, sw = _conv.pair("stride", stride, 1)
+    ph, pw = _conv.pair("padding", padding, 0)
+    dh, dw = _conv.pair("dilation", dilation, 1)
     groups = _checks.integer("groups", groups, lo=1)
     c = x.shape[1]
     if c % groups:
@@ -442,8 +396,8 @@ def _conv_args(x, proj, kernel_size, stride, padding, dilation, groups):
     if c // groups * kh * kw != proj.d:
         raise ValueError(f"proj.d must equal C/groups*kh*kw = {c // groups}*{kh}*{kw} = {c // groups * kh * kw}, "
                          f"got {proj.d}")
-    ho = _ref.conv_out_size(x.shape[2], kh, sh, ph, dh)
-    wo = _ref.conv_out_size(x.shape[3], kw, sw, pw, dw)
+    ho = _conv.out_size(x.shape[2], kh, sh, ph, dh)
+    wo = _conv.out_size(x.shape[3], kw, sw, pw, dw)
     if ho < 1 or wo < 1:
         raise ValueError(f"x spatial size {tuple(x.shape[2:])} is too small for kernel_size {(kh, kw)}, "
                          f"padding {(ph, pw)}, dilation {(dh, dw)}: output would be {ho}x{wo}")
@@ -520,81 +474,3 @@ def ternary_conv_approx(x: torch.Tensor, proj: TernaryProjection, w: torch.Tenso
         raise ValueError(f"w must have a number of rows n divisible by groups = {conv[-1]}, got n = {w.shape[0]}")
     return _conv_approx(x.contiguous(), proj.packed, proj.scale, w, b, w_scale, b_scale, *conv,
                         _backend.resolve(x.device, backend))
-
-
-# ---- INT4 ------------------------------------------------------------------------------------------
-
-def quantize_int4(w: torch.Tensor, b: Optional[torch.Tensor] = None):
-    """One-time symmetric INT4 quantization of W~ [n, k] and b~ [n].
-
-    w_scale[o] = max|W~[o, :]| / 7 (1 for an all-zero row), wq = clamp(round(W~ / w_scale), -8, 7) as int8;
-    b_scale = max|b~| / 7 (1 when b~ is 0), bq = clamp(round(b~ / b_scale), -8, 7) as int8.
-    Returns (wq, w_scale, bq, b_scale): w_scale float [n] and b_scale a 0-dim tensor, in w's dtype
-    (bq and b_scale are None when b is None).
-    """
-    w = _checks.floating("w", w)
-    if w.dim() != 2:
-        raise ValueError(f"w must have shape [n, k], got {tuple(w.shape)}")
-    _finite("w", w)
-    if w.shape[1] == 0:  # no entries: scale 1 by the all-zero-row rule
-        w_scale = torch.ones(w.shape[0], dtype=w.dtype, device=w.device)
-    else:
-        w_scale = w.detach().abs().amax(1) / INT4_MAX
-    w_scale = torch.where(w_scale > 0, w_scale, torch.ones_like(w_scale))
-    wq = torch.clamp(torch.round(w.detach() / w_scale[:, None]), INT4_MIN, INT4_MAX).to(torch.int8)
-    if b is None:
-        return wq, w_scale, None, None
-    b = _checks.floating("b", b)
-    if tuple(b.shape) != (w.shape[0],):
-        raise ValueError(f"b must have shape [n] = [{w.shape[0]}], got {tuple(b.shape)}")
-    _checks.same_device("b", b, "w", w)
-    _finite("b", b)
-    b_scale = b.detach().abs().amax() / INT4_MAX if b.numel() else torch.ones((), dtype=b.dtype, device=b.device)
-    b_scale = torch.where(b_scale > 0, b_scale, torch.ones_like(b_scale))
-    bq = torch.clamp(torch.round(b.detach() / b_scale), INT4_MIN, INT4_MAX).to(torch.int8)
-    return wq, w_scale, bq, b_scale
-
-
-def _finite(name: str, t: torch.Tensor) -> None:
-    """No NaN / inf (skipped while tracing: data-dependent). INT4 of a NaN weight used to be 0 with scale 1,
-    of an inf weight a NaN row: silently wrong either way."""
-    if _checks._tracing() or t.numel() == 0:
-        return
-    bad = int((~torch.isfinite(t.detach())).sum())
-    if bad:
-        raise ValueError(f"{name} must be finite to be quantized, got {bad} NaN / inf values of {t.numel()}")
-
-
-def dequantize_int4(wq: torch.Tensor, w_scale: torch.Tensor, bq: Optional[torch.Tensor] = None, b_scale=None,
-                    dtype: torch.dtype = torch.float32):
-    """(wq * w_scale[:, None], bq * b_scale) in `dtype`: the float weights the INT4 path computes with.
-
-    wq int8 [n, k], w_scale floating [n]; bq int8 [n] with b_scale (a number or a one-element tensor), or
-    both None; dtype a floating dtype."""
-    wq = _checks.tensor("wq", wq)
-    if wq.dtype != torch.int8 or wq.dim() != 2:
-        raise ValueError(f"wq must be an int8 tensor [n, k] (INT4 values), got {wq.dtype} {tuple(wq.shape)}")
-    w_scale = _checks.floating("w_scale", w_scale)
-    if tuple(w_scale.shape) != (wq.shape[0],):
-        raise ValueError(f"w_scale must have shape [n] = [{wq.shape[0]}], got {tuple(w_scale.shape)}")
-    _checks.same_device("w_scale", w_scale, "wq", wq)
-    if not isinstance(dtype, torch.dtype) or dtype not in _checks.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be a floating torch dtype {_checks.FLOAT_DTYPES}, got {dtype!r}")
-    if (bq is None) != (b_scale is None):
-        raise ValueError("bq and b_scale go together: pass both (an int8 [n] bias and its scale) or neither")
-    if bq is not None:
-        bq = _checks.tensor("bq", bq)
-        if bq.dtype != torch.int8 or tuple(bq.shape) != (wq.shape[0],):
-            raise ValueError(f"bq must be an int8 tensor [n] = [{wq.shape[0]}], got {bq.dtype} {tuple(bq.shape)}")
-        _checks.same_device("bq", bq, "wq", wq)
-        if isinstance(b_scale, torch.Tensor):
-            _checks.floating("b_scale", b_scale)
-            if b_scale.numel() != 1:
-                raise ValueError(f"b_scale must be a scalar (one element), got shape {tuple(b_scale.shape)}")
-            b_scale = b_scale.reshape(())
-        else:
-            b_scale = _checks.number("b_scale", b_scale, lo=0)
-    w = wq.to(dtype) * w_scale.to(dtype)[:, None]
-    if bq is None:
-        return w, None
-    return w, bq.to(dtype) * torch.as_tensor(b_scale, dtype=dtype, device=bq.device)

@@ -1,5 +1,5 @@
 """Reference mask_blend: eager PyTorch (torch.topk), deterministic ties. Kernel signature of
-fastnoise_kernels::mask_blend / mask_blend_backward.
+fastnoise_kernels::mask_blend / mask_select / mask_blend_backward.
 
 Selection rule shared by every backend (see fastnoise/ops/mask_blend.py):
   score s = |z_approx| (signed_score False) or z_approx; NaN ranks above every number (like torch.topk),
@@ -26,15 +26,19 @@ def _topk_mask(s: torch.Tensor, k: int) -> torch.Tensor:
     return gt | (eq & (eq.cumsum(-1) <= need))
 
 
-def mask_blend(z: torch.Tensor, za: torch.Tensor, keep: int, n: int, m: int, signed_score: bool,
-               dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_select(za: torch.Tensor, keep: int, n: int, m: int, signed_score: bool, dim: int) -> torch.Tensor:
     s = (za if signed_score else za.abs()).movedim(dim, -1)
     feats = s.shape[-1]
     if m > 0:  # N:M: keep n of every m consecutive features
         mask = _topk_mask(s.reshape(*s.shape[:-1], feats // m, m), n).reshape(s.shape)
     else:
         mask = _topk_mask(s, keep)
-    mask = mask.movedim(-1, dim).contiguous()
+    return mask.movedim(-1, dim).contiguous()
+
+
+def mask_blend(z: torch.Tensor, za: torch.Tensor, keep: int, n: int, m: int, signed_score: bool,
+               dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = mask_select(za, keep, n, m, signed_score, dim)
     return torch.where(mask, z, za).contiguous(), mask
 
 

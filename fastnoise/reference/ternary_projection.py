@@ -6,6 +6,8 @@ Kernel signatures (the same in csrc/register.cpp, fastnoise/triton_kernels/terna
   ternary_project_t(g [N, k], packed, d, scale) -> [N, d]             scale * g P   (the transpose)
   ternary_conv_project(x [B, C, H, W], packed, scale, kh, kw, sh, sw, ph, pw, dh, dw, groups)
       -> [B, groups*k, H', W']                                        P on the im2col patches of each group
+  ternary_conv_epilogue(y [B, groups*k, H', W'], w [n, k], b [n] or None, groups)
+      -> [B, n, H', W']                                               the grouped 1x1 map W~ y + b~
 
 The generation rule (see fastnoise/ops/ternary_projection.py): entry (p, q) of P uses the raw word of
 element g = offset + p*d + q of the Philox stream of `seed`; with t = raw >> 8 (24 bits):
@@ -97,6 +99,26 @@ def ternary_conv_project(x: torch.Tensor, packed: torch.Tensor, scale: float, kh
     d = x.shape[1] // groups * kh * kw
     p = unpack(packed, d).to(x.dtype)
     return conv_project_dense(x, p, kh, kw, sh, sw, ph, pw, dh, dw, groups) * scale
+
+
+def ternary_conv_epilogue(y: torch.Tensor, w: torch.Tensor, b, groups: int) -> torch.Tensor:
+    """z = W~_g y_g + b~_g per group: the grouped 1x1 map of the conv approximation as a batched GEMM
+    ([G, m, k] @ [B, G, k, L] -> [B, G, m, L]); on CPU tensors with groups = 1 and a bias, the bias is the
+    GEMM's C input (baddbmm, beta = 1). w is float [n, k] (INT4 scales already folded in). This is also
+    the implementation the triton and cuda backends use (cuBLAS; see the dispatch table)."""
+    bsz, _, ho, wo = y.shape
+    n, k = w.shape
+    if groups == 1 and b is not None and y.device.type == "cpu":
+        z = torch.baddbmm(b.view(1, n, 1), w.expand(bsz, n, k), y.reshape(bsz, k, ho * wo))
+        return z.view(bsz, n, ho, wo)
+    if groups == 1:
+        z = torch.matmul(w, y.reshape(bsz, k, ho * wo))
+    else:
+        z = torch.matmul(w.view(groups, n // groups, k), y.reshape(bsz, groups, k, ho * wo))
+    z = z.view(bsz, n, ho, wo)
+    if b is not None:
+        z.add_(b.view(1, -1, 1, 1))  # z is fresh
+    return z
 
 
 def conv_approx_dense(x: torch.Tensor, p: torch.Tensor, w: torch.Tensor, b, kh: int, kw: int, sh: int, sw: int,

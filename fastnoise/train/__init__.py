@@ -1,6 +1,7 @@
 """Training: ``fit(config, hooks=None) -> dict``, ``train_model(model, splits, config, hooks)``,
 ``load_checkpoint(path) -> (model, config)``; recipes "standard", "pgd" (PGD-AT with Rice et al. early
-stopping) and "noisy_fgsm" (seed 003). CLI: ``fastnoise train`` (fastnoise/train/cli.py)."""
+stopping) and "noisy_fgsm" (seed 003) from `fastnoise.adversarial`; a method's hooks from
+``fastnoise.methods.get(config.method).hooks(config)``. CLI: ``fastnoise train`` (fastnoise/train/cli.py)."""
 from .checkpoint import load_checkpoint
 from .config import RECIPES, TrainConfig
 from .hooks import HookList, Hooks

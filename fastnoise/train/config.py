@@ -5,28 +5,11 @@ import dataclasses
 import math
 from typing import Any, Optional
 
-RECIPES = ("standard", "pgd", "noisy_fgsm")
+from ..adversarial import RECIPES as _RECIPES
+
+#: the training recipes (`fastnoise.adversarial.RECIPES`)
+RECIPES = tuple(_RECIPES)
 MAX_SEED = 2 ** 63 - 1
-
-
-def _check_method_options(method: str, options: dict) -> None:
-    """The option names `fastnoise.convert(model, method, **options)` accepts (their values are checked
-    by the method when the model is converted)."""
-    import importlib
-    import inspect
-
-    convert = importlib.import_module("fastnoise.convert")  # (the package attribute is the function)
-    convert.methods()  # imports the providers
-    fn = getattr(convert, "_METHODS", {}).get(method)  # (a registry without converter functions: no check)
-    if not callable(fn):
-        return
-    params = list(inspect.signature(fn).parameters.values())[1:]  # (after the model)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    valid = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    unknown = sorted(k for k in options if k not in valid)
-    if unknown:
-        raise ValueError(f"method_options: unknown option(s) {unknown} for method {method!r}; valid options: {valid}")
 
 
 @dataclasses.dataclass
@@ -34,10 +17,12 @@ class TrainConfig:
     """A training run.
 
     dataset / data_root: `fastnoise.data.load` arguments. model / model_options: `fastnoise.models.build`.
-    method / method_options: `fastnoise.convert(model, method, **method_options)` ("none": no conversion).
-    recipe: "standard" (clean cross-entropy), "pgd" (Madry PGD-AT: L-inf PGD with a random start,
-    `steps` steps of size `alpha`), "noisy_fgsm" (seed 003: uniform noise in [-eps, eps], then one
-    FGSM step of size `alpha` (default eps) from the noisy point).
+    method / method_options: `fastnoise.convert(model, method, **method_options)` ("none": no conversion);
+    the method also brings its training hooks (`fastnoise.methods.Method.hooks`).
+    recipe: a name of `fastnoise.adversarial.RECIPES`: "standard" (clean cross-entropy), "pgd" (Madry
+    PGD-AT: L-inf PGD with a random start, `steps` steps of size `alpha`), "noisy_fgsm" (seed 003: uniform
+    noise in [-eps, eps], then one FGSM step of size `alpha` (default eps) from the noisy point); null
+    (default): the method's recipe (`Method.training`; "pgd" for method "none").
     batch_size: the global batch (split over the ranks when distributed).
     lr schedule: SGD, x`lr_gamma` at each epoch in `milestones` (default 50% and 75% of `epochs`).
     eps / alpha / steps: default from the data set (e.g. CIFAR: 8/255, 2/255, 10; alpha = 2.5 eps / steps
@@ -52,7 +37,7 @@ class TrainConfig:
     model_options: dict = dataclasses.field(default_factory=dict)
     method: str = "none"
     method_options: dict = dataclasses.field(default_factory=dict)
-    recipe: str = "pgd"
+    recipe: Optional[str] = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.1
@@ -102,8 +87,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every field; errors name the key and the valid values."""
-        from .. import data, models
-        from ..convert import methods
+        from .. import data, methods, models
 
         def choice(key, valid):
             v = getattr(self, key)
@@ -130,8 +114,9 @@ class TrainConfig:
 
         choice("dataset", data.names())
         choice("model", models.names())
-        choice("method", ["none"] + methods())
-        choice("recipe", RECIPES)
+        choice("method", ["none"] + methods.names())
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {list(RECIPES)} (or null: the method's recipe), got {self.recipe!r}")
         for key in ("model_options", "method_options"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key} must be a dict (JSON object), got {getattr(self, key)!r}")
@@ -141,10 +126,10 @@ class TrainConfig:
             models.check_options(self.model, self.model_options)
         except (TypeError, ValueError) as e:
             raise ValueError(f"model_options: {e}") from None
-        if self.method != "none":
-            _check_method_options(self.method, self.method_options)
-        elif self.method_options:
-            raise ValueError(f"method_options must be empty with method 'none', got {self.method_options}")
+        try:
+            methods.get(self.method).check_options(self.method_options)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"method_options: {e}") from None
         for key in ("augment", "early_stop", "test_eval", "distributed", "quiet"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
@@ -180,20 +165,34 @@ class TrainConfig:
             return list(self.milestones)
         return sorted({max(1, int(self.epochs * 0.5)), max(1, int(self.epochs * 0.75))})
 
+    def resolved_recipe(self) -> str:
+        """The recipe this run trains with: `recipe`, else the method's (`Method.training.recipe`)."""
+        if self.recipe is not None:
+            return self.recipe
+        from .. import methods
+        return methods.get(self.method).training.recipe
+
     def attack_params(self, splits) -> tuple[float, float, int]:
-        """(eps, alpha, steps) for training, with the data set defaults filled in."""
-        eps = splits.default_eps if self.eps is None else float(self.eps)
-        steps = splits.default_steps if self.steps is None else int(self.steps)
-        if self.alpha is not None:
-            alpha = float(self.alpha)
-        elif self.recipe == "noisy_fgsm":
-            alpha = eps  # seed 003: a standard FGSM step of size eps from the noisy point
-        elif self.eps is None and self.steps is None:
+        """(eps, alpha, steps) for training: the config's values, else the method's (`Method.training`),
+        else the recipe's / the data set's defaults (alpha = 2.5 eps / steps when eps or steps is given)."""
+        from .. import adversarial, methods
+        m = methods.get(self.method).training
+        eps_v = self.eps if self.eps is not None else m.eps
+        steps_v = self.steps if self.steps is not None else m.steps
+        alpha_v = self.alpha if self.alpha is not None else m.alpha
+        eps = splits.default_eps if eps_v is None else float(eps_v)
+        steps = splits.default_steps if steps_v is None else int(steps_v)
+        alpha = adversarial.get_recipe(self.resolved_recipe()).alpha(eps, steps, alpha_v)
+        if alpha is not None:
+            alpha = float(alpha)
+        elif eps_v is None and steps_v is None:
             alpha = splits.default_alpha
         else:
             alpha = 2.5 * eps / steps
         return eps, alpha, steps
 
     def diff(self, other: "TrainConfig", ignore: tuple = ()) -> dict[str, tuple[Any, Any]]:
+        """Keys whose values differ (the recipe compared as resolved: null == the method's recipe)."""
         a, b = self.to_dict(), other.to_dict()
+        a["recipe"], b["recipe"] = self.resolved_recipe(), other.resolved_recipe()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}

@@ -1,4 +1,4 @@
-"""The training loop: recipes (standard, PGD-AT, noisy FGSM), early stopping, checkpoints, resume, DDP.
+"""The training loop: recipes (fastnoise.adversarial.RECIPES), method hooks, early stopping, checkpoints, resume, DDP.
 
 Reproducibility: every source of randomness is a pure function of (seed, epoch, step, rank): the data
 order (DistributedSampler seeded by ``seed``, ``set_epoch``), augmentation and the attacks' random
@@ -12,24 +12,24 @@ process with batch B; BatchNorm layers use the moments of the global batch (`fas
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import data as fndata
-from ..nn import noise_modules
+from .. import methods as fnmethods
+from ..adversarial import attack_mode, get_recipe, noisy_fgsm, pgd, uniform_rows  # noqa: F401  (public names)
 from . import checkpoint as ckpt
 from . import rundir, syncbn
 from .config import TrainConfig
-from .hooks import Hooks
+from .hooks import HookList, Hooks
 
 _MASK63 = (1 << 63) - 1
 
@@ -55,57 +55,9 @@ def seed_everything(seed: int) -> None:
     fnrng.manual_seed(seed)
 
 
-# ---- attacks used for training and validation ----------------------------------------------------
+# ---- attacks used for training and validation: fastnoise/adversarial.py (below the methods) ---------
 
-@contextlib.contextmanager
-def attack_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """eval() (BN uses running stats, nothing updates) with the noise of the deployed model on:
-    layers in noise mode "train" inject noise while the attack is generated, as they do in the update."""
-    was_training = model.training
-    switched = [m for m in noise_modules(model) if m.noise_mode == "train"]
-    model.eval()
-    for m in switched:
-        m.noise_mode = "on"
-    try:
-        yield model
-    finally:
-        for m in switched:
-            m.noise_mode = "train"
-        model.train(was_training)
-
-
-def _uniform_rows(shape: torch.Size, seed: int, rank: int, world: int, device: torch.device) -> torch.Tensor:
-    """U(-1, 1) of shape [B, ...] for this rank: rows rank::world of the global batch [B*world, ...]."""
-    g = torch.Generator(device=device).manual_seed(seed)
-    full = torch.rand((shape[0] * world,) + tuple(shape[1:]), generator=g, device=device)
-    return full[rank::world].mul_(2).sub_(1)
-
-
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-        start: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """L-inf PGD on cross-entropy from ``x + eps * start`` (start in [-1, 1], None: from x); inputs in [0, 1]."""
-    if eps == 0 or steps == 0:
-        return x.detach()
-    x = x.detach()
-    x_adv = x if start is None else (x + eps * start).clamp(0, 1)
-    for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = x_adv.detach() + alpha * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
-    return x_adv.detach()
-
-
-def noisy_fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
-               noise: torch.Tensor) -> torch.Tensor:
-    """Seed 003: ``x0 = clip(x + eps * noise)`` with noise ~ U(-1, 1), then one FGSM step of size `alpha`
-    from x0 (bounded around the noisy point, not projected back onto the eps-ball of x)."""
-    x0 = (x.detach() + eps * noise).clamp(0, 1).requires_grad_(True)
-    loss = F.cross_entropy(model(x0), y)
-    (grad,) = torch.autograd.grad(loss, x0)
-    return (x0.detach() + alpha * grad.sign()).clamp(0, 1)
-
+_uniform_rows = uniform_rows  # the earlier private name
 
 @torch.no_grad()
 def _count(model, x, y) -> int:
@@ -130,7 +82,7 @@ def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: in
             x, y = x.to(device), y.to(device)
             clean += _count(model, x, y)
             if steps > 0 and eps > 0:
-                start = _uniform_rows(x.shape, mix_seed(seed, 7, i), 0, 1, x.device)
+                start = uniform_rows(x.shape, mix_seed(seed, 7, i), 0, 1, x.device)
                 robust += _count(model, pgd(model, x, y, eps, alpha, steps, start), y)
             n += len(y)
     finally:
@@ -242,6 +194,12 @@ def _progress(iterable, quiet: bool, rank: int, **kw):
     return tqdm(iterable, leave=False, dynamic_ncols=True, **kw)
 
 
+def _check_finite(loss: torch.Tensor, epoch: int, step: int, optimizer) -> None:
+    if not torch.isfinite(loss.detach()):
+        raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1} step {step}: "
+                                 f"lower lr (now {optimizer.param_groups[0]['lr']})")
+
+
 def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Load the data set, build (and convert) the model, train it per `config`; see `train_model`.
 
@@ -284,7 +242,8 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
                  *, resume: bool = False) -> dict:
     """`train_model` while the output folder is claimed."""
     config.validate()
-    hooks = hooks if hooks is not None else Hooks()
+    hooks = HookList(fnmethods.get(config.method).hooks(config), hooks)  # the method's, then the caller's
+    recipe = get_recipe(config.resolved_recipe())
     d = _Dist(config)  # reuses the process group of fit() or of the caller
     device = _device(config, d)
     if config.batch_size % d.world:
@@ -340,7 +299,7 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
     t0 = time.perf_counter()
     log = (lambda *a: None) if (config.quiet or d.rank != 0) else (lambda *a: print(*a, flush=True))
     if d.rank == 0:
-        log(f"fastnoise train: {config.dataset} {config.model} method={config.method} recipe={config.recipe} "
+        log(f"fastnoise train: {config.dataset} {config.model} method={config.method} recipe={recipe.name} "
             f"eps={eps:.4g} alpha={alpha:.4g} steps={steps} epochs={config.epochs} batch={config.batch_size} "
             f"x{d.world} device={device} out={out}" + (f" (resumed at epoch {start_epoch})" if resume else ""))
     for epoch in range(start_epoch, config.epochs):
@@ -360,25 +319,33 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
             if config.augment and splits.augment is not None:
                 x = splits.augment(x, aug_gen) if d.world == 1 else splits.augment(x, aug_gen, rank=d.rank,
                                                                                    world=d.world, total=gb)
-            if config.recipe != "standard" and eps > 0:
-                noise = _uniform_rows(x.shape, mix_seed(config.seed, epoch, step, 2), d.rank, d.world, device)
+            x_train = x
+            hooks.before_attack(model)
+            if recipe.attacks and eps > 0:
+                noise = uniform_rows(x.shape, mix_seed(config.seed, epoch, step, 2), d.rank, d.world, device)
                 with attack_mode(model):
-                    if config.recipe == "pgd":
-                        x = pgd(model, x, y, eps, alpha, steps, noise)
-                    else:
-                        x = noisy_fgsm(model, x, y, eps, alpha, noise)
+                    x_train = recipe.generate(model, x, y, eps, alpha, steps, noise)
                 hooks.resample_noise(model)
-            logits = net(x)
-            loss = _cross_entropy(logits, y, d.world, gb)
-            extra = hooks.extra_loss(model, x, y, logits)
-            if extra is not None:
-                loss = loss + extra
-            if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1} step {step}: "
-                                         f"lower lr (now {optimizer.param_groups[0]['lr']})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step_out = hooks.update(model, net, optimizer, x, x_train, y)  # a method's own update (e.g. forward-only)
+            if step_out is None:
+                step_out = hooks.loss(net, x, x_train, y)  # a method's loss from clean + adversarial batches
+                if step_out is not None:
+                    loss, logits = step_out
+                    if d.world > 1:  # a mean over this rank's rows -> its share of the global batch's mean
+                        loss = loss * (len(y) * d.world / gb) if len(y) else logits.sum() * 0.0
+                else:
+                    logits = net(x_train)
+                    loss = _cross_entropy(logits, y, d.world, gb)
+                extra = hooks.extra_loss(model, x_train, y, logits)
+                if extra is not None:
+                    loss = loss + extra
+                _check_finite(loss, epoch, step, optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            else:
+                loss, logits = step_out
+                _check_finite(loss, epoch, step, optimizer)
             hooks.after_step(model)
             tot_loss += loss.detach().double() * (len(y) if d.world == 1 else gb / d.world)
             tot_correct += (logits.detach().argmax(1) == y).sum()

@@ -1,4 +1,5 @@
-"""fastnoise.convert(model, "nenni", ...) and the recipes in fastnoise.nenni on small models."""
+"""The NENNI method (fastnoise/methods/nenni.py): conversion, the recipes in fastnoise.nenni, and its cost model
+in fastnoise.bitops (the documented convention, checked by hand on single layers and on ResNet-18)."""
 import copy
 
 import pytest
@@ -70,8 +71,63 @@ def test_bad_conversion_options():
         fastnoise.convert(NestedCNN(), "nenni", ratio=1.5)
     with pytest.raises(ValueError, match="k must be"):
         fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, k=0)
-    with pytest.raises(ValueError, match="no layer to convert"):
+    with pytest.raises(ValueError, match=r"method 'nenni' found nothing to convert in Sequential: it looks for "
+                                         r"torch.nn.Conv2d \(groups=1, zero padding\) and torch.nn.Linear"):
         fastnoise.convert(torch.nn.Sequential(torch.nn.Linear(3, 3)), "nenni", ratio=0.5)
+    with pytest.raises(ValueError, match=r"unknown option 'ratoi'; valid options: ratio, nm, k, granularity"):
+        fastnoise.convert(NestedCNN(), "nenni", ratoi=0.5)
+    with pytest.raises(ValueError, match=r"granularity must be one of \['position', 'channel'\], got 'pixel'"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, granularity="pixel")
+    with pytest.raises(TypeError, match="skip_first must be true or false"):
+        fastnoise.convert(NestedCNN(), "nenni", ratio=0.5, skip_first=1)
+    with pytest.raises(ValueError, match="one of ratio .* or nm=.* is required"):
+        fastnoise.convert(NestedCNN(), "nenni")
+
+
+# ---- conversion guarantees (issue 16, item 3): each fails on the commit before the Method protocol -------
+
+class Shared(torch.nn.Module):
+    """One conv reachable under two names (a and b), and a block shared by two parents."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = self.a
+        block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU())
+        self.left, self.right = torch.nn.Sequential(block), torch.nn.Sequential(block)
+
+    def forward(self, x):
+        x = self.b(self.a(self.stem(x)))
+        return self.right(self.left(x))
+
+
+def test_a_module_used_under_several_names_is_converted_once_and_stays_shared():
+    model = fastnoise.convert(Shared(), "nenni", ratio=0.5, k=8)
+    assert isinstance(model.a, NENNIConv2d) and model.a is model.b
+    assert isinstance(model.left[0][0], NENNIConv2d) and model.left[0] is model.right[0]
+    assert model.left[0][0] is model.right[0][0]
+    assert [m.seed for _, m in nenni_layers(model)] == [0, 1]  # two unique layers converted
+    assert model(torch.randn(2, 1, 6, 6)).shape == (2, 8, 6, 6)
+
+
+def test_converting_the_root_returns_the_new_layer_not_a_child_named_empty():
+    lin = torch.nn.Linear(6, 4)
+    out = fastnoise.convert(lin, "nenni", ratio=0.5, layers=[""])
+    assert isinstance(out, NENNILinear) and out.weight is lin.weight
+    assert "" not in dict(out.named_children()) and "" not in dict(lin.named_children())
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        assert out(x).shape == (3, 4)
+
+
+def test_scripted_modules_are_refused():
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3)))
+    with pytest.raises(TypeError, match="cannot convert a scripted module .* convert the eager model"):
+        fastnoise.convert(scripted, "nenni", ratio=0.5, skip_first=False)
+    inner = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.jit.script(torch.nn.Conv2d(4, 4, 3)))
+    with pytest.raises(TypeError, match="its submodule '1' is a RecursiveScriptModule"):
+        fastnoise.convert(inner, "nenni", ratio=0.5, skip_first=False)
 
 
 def test_model_state_dict_round_trip_and_mismatch():
@@ -204,3 +260,55 @@ def test_nenni_models_are_deterministic_for_the_harness():
         assert torch.equal(model(x), model(x))  # z~ - z depends on x only
     assert not is_randomized(model)
     assert is_randomized(torch.nn.Sequential(GaussianNoise(0.1), model))
+
+
+# ---- cost model: fastnoise.bitops ------------------------------------------------------------------
+
+def test_bitops_exact_layers():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 25, 4))
+    r = fastnoise.bitops(model, (2, 3, 5, 5))
+    conv_macs = 8 * 25 * 3 * 9
+    lin_macs = 8 * 25 * 4
+    assert [row["macs"] for row in r["layers"]] == [conv_macs, lin_macs]
+    assert r["total"] == r["dense_total"] == (conv_macs + lin_macs) * 32 * 32
+    assert fastnoise.bitops(model, (1, 3, 5, 5), weight_bits=8, act_bits=8)["total"] == (conv_macs + lin_macs) * 64
+
+
+def test_bitops_nenni_layer_convention():
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1)
+    layer = NENNIConv2d.from_conv(conv, ratio=0.9, k=24)
+    r = fastnoise.bitops(layer, (1, 16, 6, 6))
+    row = r["layers"][0]
+    positions, n, d, k = 36, 32, 144, 24
+    kept = 4 / 32  # ceil(0.1 * 32)
+    assert row["kept_fraction"] == kept
+    assert row["exact"] == pytest.approx(kept * positions * n * d * 32 * 32)
+    assert row["projection"] == pytest.approx(positions * k * d / 3 * 32)
+    assert row["approx"] == pytest.approx(positions * n * k * 4 * 32)
+    assert r["reduction"] == pytest.approx(row["total"] / (positions * n * d * 1024) - 1)
+    lin = NENNILinear.from_linear(torch.nn.Linear(64, 40), nm=(1, 8), k=16)
+    row = fastnoise.bitops(lin, (3, 64))["layers"][0]
+    assert row["kept_fraction"] == 1 / 8
+    assert row["total"] == pytest.approx(40 * 64 * 1024 / 8 + 16 * 64 / 3 * 32 + 40 * 16 * 4 * 32)
+
+
+def test_bitops_resnet18_totals_and_table():
+    model = resnet18()
+    dense = fastnoise.bitops(model, (1, 3, 32, 32))
+    macs = sum(row["macs"] for row in dense["layers"])
+    assert 5.5e8 < macs < 5.6e8  # the usual 0.56 GMACs of CIFAR ResNet-18
+    conv = fastnoise.convert(copy.deepcopy(model), "nenni", ratio=0.9, convert_linear=False)
+    r = fastnoise.bitops(conv, (1, 3, 32, 32))
+    assert r["dense_total"] == pytest.approx(dense["total"])
+    assert -0.90 < r["reduction"] < -0.80
+    table = nenni.bitops_table(model, (1, 3, 32, 32))
+    assert "-82.6%" in table and "-91.6%" in table and "r = 0.99" in table
+
+
+def test_bitops_bad_input():
+    with pytest.raises(ValueError, match="input_shape must be"):
+        fastnoise.bitops(torch.nn.Linear(2, 2), (0, 2))
+    with pytest.raises(TypeError, match="model must be"):
+        fastnoise.bitops("resnet", (1, 2))
+    with pytest.raises(ValueError, match="weight_bits must be"):
+        fastnoise.bitops(torch.nn.Linear(2, 2), (1, 2), weight_bits=0)

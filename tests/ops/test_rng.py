@@ -5,6 +5,7 @@ import torch
 
 import fastnoise
 from fastnoise.reference import rng as ref_rng
+from conformance import backend_device_params, backends_on
 
 # Random123 known-answer vectors for Philox4x32-10: (counter, key) -> output
 KAT = [
@@ -14,14 +15,13 @@ KAT = [
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
 
-CPU_BACKENDS = ["reference", "cpu", "triton"]
+CPU_BACKENDS = backends_on("cpu", "rng")
 
 
 def devices_backends():
-    out = [pytest.param("cpu", b, id=f"{b}-cpu") for b in ("cpu", "triton")]
-    gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-    out += [pytest.param("cuda", b, id=f"{b}-cuda", marks=gpu) for b in ("cuda", "triton")]
-    return out
+    """(device, backend) of every non-reference backend of the "rng" family (dispatch table)."""
+    return [pytest.param(p.values[1], p.values[0], id=p.id, marks=p.marks)
+            for p in backend_device_params("rng", reference=False)]
 
 
 @pytest.mark.parametrize("ctr,key,expected", KAT)

@@ -125,6 +125,67 @@ def test_channel_granularity_one_decision_per_sample_and_channel(sampled):
     assert torch.equal(out_grad.detach(), out)
 
 
+def _straight_line(layer, x, sampled):
+    """The NENNI forward of the commit before the straight-through layers, written out with the public ops:
+    the mask from mask_blend(z~, z~) (a wasted blend), then torch.where; the fused mask_blend(z, z~) on the
+    dense non-essential path; the essential ablation as the complement of the inverted selection."""
+    from fastnoise.ops import channel_conv2d, mask_blend, sampled_conv2d, sampled_linear
+    from fastnoise.ops.mask_blend import keep_count
+    is_conv = isinstance(layer, NENNIConv2d)
+    dim = 1 if is_conv else -1
+    exact = F.conv2d(x, layer.weight, layer.bias, padding=1) if is_conv else F.linear(x, layer.weight, layer.bias)
+    za = layer._approx(x)
+    feats = layer.out_channels if is_conv else layer.out_features
+    sel = dict(nm=layer.nm) if layer.nm is not None else dict(ratio=layer.ratio)
+    if layer.inject == "essential":
+        inv = dict(nm=(layer.nm[1] - layer.nm[0], layer.nm[1])) if layer.nm is not None else \
+            dict(ratio=round(1.0 - layer.ratio, 12))
+    kept = (feats // layer.nm[1] * layer.nm[0] if layer.nm is not None else
+            keep_count(layer.ratio, feats) if layer.inject == "non_essential" else feats - keep_count(inv["ratio"], feats))
+    if kept == feats:
+        return exact
+    if is_conv and layer.granularity == "channel":
+        ps = za.abs().mean(dim=(2, 3)) if layer.score == "abs" else za.mean(dim=(2, 3))
+        keep = mask_blend(ps, ps, score=layer.score, **(inv if layer.inject == "essential" else sel))[1]
+        keep = ~keep if layer.inject == "essential" else keep
+        z = channel_conv2d(x, layer.weight, layer.bias, keep, padding=1) if sampled else exact
+        return torch.where(keep[:, :, None, None], z, za)
+    if layer.inject == "non_essential" and not sampled:
+        return mask_blend(exact, za, score=layer.score, dim=dim, **sel)[0]
+    if layer.inject == "essential":
+        keep = ~mask_blend(za, za, score=layer.score, dim=dim, **inv)[1]
+    else:
+        keep = mask_blend(za, za, score=layer.score, dim=dim, **sel)[1]
+    if sampled:
+        z = sampled_conv2d(x, layer.weight, layer.bias, keep, padding=1) if is_conv else \
+            sampled_linear(x, layer.weight, layer.bias, keep)
+    else:
+        z = exact
+    return torch.where(keep, z, za)
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int4"])
+@pytest.mark.parametrize("inject", ["non_essential", "essential"])
+@pytest.mark.parametrize("sel", [dict(ratio=0.75), dict(nm=(1, 4)), dict(ratio=0.75, granularity="channel"),
+                                 dict(nm=(2, 4), granularity="channel", score="signed")],
+                         ids=["ratio", "nm", "channel", "channel-nm-signed"])
+def test_noisy_output_is_bit_identical_to_the_straight_line_composition(sampled, inject, sel, quantized):
+    """The straight-through layer (one selection, one blend) equals the earlier layer's composition bit for bit."""
+    cfg = dict(inject=inject, **sel)
+    pairs = [(conv(), X_CONV)] + ([] if "granularity" in sel else [(lin(), X_LIN)])
+    for orig, x in pairs:
+        layer = NENNIConv2d.from_conv(orig, **cfg) if isinstance(orig, torch.nn.Conv2d) else \
+            NENNILinear.from_linear(orig, **cfg)
+        if quantized:
+            layer.quantize_()
+        with torch.no_grad():
+            out, expect = layer(x), _straight_line(layer, x, sampled)
+        assert torch.equal(out, expect), (type(layer).__name__, cfg)
+        xg = x.clone().requires_grad_(True)  # the autograd path (no in-place channel blend) too
+        if not quantized:
+            assert torch.equal(layer(xg).detach(), expect)
+
+
 def test_noisy_gradients_reach_weight_and_input(sampled):
     for orig, layer, x in layers(ratio=0.5):
         x = x.clone().requires_grad_(True)

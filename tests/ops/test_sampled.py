@@ -6,11 +6,10 @@ import torch
 
 import fastnoise
 from fastnoise.ops import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear
-from conformance import Spec, install
+from conformance import Spec, backend_device_params, backends_on, install
 from conformance import bad_inputs as _bad
 
 RANDOM, ALL_TRUE, ALL_FALSE = 1, 2, 3
-BACKENDS = ("cpu", "triton", "cuda")  # every backend the sampled family implements
 
 
 def _mask(shape, mode, gen, device):
@@ -41,7 +40,7 @@ def linear_op_call(inp, backend):
 
 
 LINEAR = Spec(
-    backends=BACKENDS,
+    family="sampled", kernels=("sampled_linear", "sampled_linear_backward"),
     name="sampled_linear",
     fn=lambda backend, **kw: sampled_linear(kw["x"], kw["weight"], kw["bias"], kw["mask"], backend=backend),
     make=make_linear,
@@ -125,13 +124,13 @@ def _conv_bad(mask_name, mask_shape_re):
 
 
 CONV = Spec(
-    backends=BACKENDS,
+    family="sampled", kernels=("sampled_conv2d", "sampled_conv2d_backward"),
     name="sampled_conv2d", fn=_conv_fn(sampled_conv2d), make=_conv_make(False), shapes=CONV_SHAPES,
     grad_inputs=("x", "weight", "bias"), op_call=_conv_op_call(torch.ops.fastnoise.sampled_conv2d.default),
     noncontig_inputs=("x", "weight", "mask"), bad_inputs=_conv_bad("mask", r"\(1, 2, 4, 4\)"),
 )
 CHANNEL = Spec(
-    backends=BACKENDS,
+    family="sampled", kernels=("channel_conv2d", "sampled_conv2d_backward"),
     name="channel_conv2d", fn=_conv_fn(channel_conv2d), make=_conv_make(True), shapes=CONV_SHAPES,
     grad_inputs=("x", "weight", "bias"), op_call=_conv_op_call(torch.ops.fastnoise.channel_conv2d.default),
     noncontig_inputs=("x", "weight", "mask"), bad_inputs=_conv_bad("keep", r"\(1, 2\)"),
@@ -142,16 +141,10 @@ install(globals(), [LINEAR, CONV, CHANNEL])
 
 # ---- beyond the harness ------------------------------------------------------------------------------
 
-CPU_BACKENDS = ["reference", "cpu", "triton"]
+CPU_BACKENDS = backends_on("cpu", "sampled")
 
 
-_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@pytest.mark.parametrize("backend,device", [pytest.param("cpu", "cpu", id="cpu-cpu"),
-                                            pytest.param("triton", "cpu", id="triton-cpu"),
-                                            pytest.param("cuda", "cuda", id="cuda-cuda", marks=_GPU),
-                                            pytest.param("triton", "cuda", id="triton-cuda", marks=_GPU)])
+@pytest.mark.parametrize("backend,device", backend_device_params("sampled", reference=False))
 def test_skipped_tiles_and_layouts(backend, device):
     """Tiles with nothing selected (skipped by the GPU kernels) next to tiles with a few selected outputs;
     more channels than one column tile; channels-last x, Wo == 1, transposed mask."""

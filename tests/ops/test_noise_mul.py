@@ -17,7 +17,7 @@ def mul_make(shape, dtype, device, gen):
 
 
 MUL = Spec(
-    name="noise_mul", fn=mul_fn, make=mul_make, shapes=SHAPES, grad_inputs=("x", "mu", "sigma"),
+    name="noise_mul", family="noise", fn=mul_fn, make=mul_make, shapes=SHAPES, grad_inputs=("x", "mu", "sigma"),
     op_call=_op_call("noise_mul", ["mu", "sigma"]), noncontig_inputs=("x", "mu"),
     bad_inputs=_bad_common("mu") + _bad_sigma("sigma") + [
         ("mu-batch-shape", lambda i: {**i, "mu": torch.ones(i["x"].shape)}, ValueError, r"mu must broadcast to x.shape\[1:\]"),

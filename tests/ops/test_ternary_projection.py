@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastnoise
-from conformance import Spec, backend_params, install
+from conformance import Spec, backend_device_params, backends_on, install
 from conformance import bad_inputs as bad
 from fastnoise.ops import (TernaryProjection, dequantize_int4, quantize_int4, ternary_conv_approx,
                            ternary_conv_project, ternary_linear_approx, ternary_project)
@@ -34,7 +34,7 @@ def project_fn(backend, x, proj):
 
 
 PROJECT = Spec(
-    name="project", fn=project_fn, make=make_project, shapes=[(2, 5, 3), (7, 33, 9), (0, 6, 4), (3, 70, 17)],
+    name="project", family="ternary_projection", kernels=("ternary_project", "ternary_project_t"), fn=project_fn, make=make_project, shapes=[(2, 5, 3), (7, 33, 9), (0, 6, 4), (3, 70, 17)],
     grad_inputs=("x",), noncontig_inputs=("x",),
     op_call=lambda inp, backend: (torch.ops.fastnoise.ternary_project.default,
                                   (inp["x"], inp["proj"].packed, inp["proj"].scale, backend)),
@@ -71,7 +71,8 @@ def _int4_w(i):
 
 
 LINEAR = Spec(
-    name="linear_approx", fn=linear_fn, make=make_linear, shapes=[(2, 5, 3, 2), (5, 40, 8, 6), (0, 7, 3, 4)],
+    name="linear_approx", family="ternary_projection", kernels=("ternary_project", "ternary_project_t"),
+    fn=linear_fn, make=make_linear, shapes=[(2, 5, 3, 2), (5, 40, 8, 6), (0, 7, 3, 4)],
     grad_inputs=("x", "w", "b"), noncontig_inputs=("x", "w"), floor=LOWP_FLOOR,
     op_call=lambda inp, backend: (torch.ops.fastnoise.ternary_linear_approx.default,
                                   (inp["x"], inp["proj"].packed, inp["proj"].scale, inp["w"], inp["b"], None, None,
@@ -114,7 +115,9 @@ def conv_spec(name, kernel_size, stride, padding, dilation, groups, n, k, shapes
                  stride, stride, padding, padding, dilation, dilation, groups, backend))
 
     return Spec(
-        name=name, fn=fn, make=make, shapes=shapes, grad_inputs=("x", "w", "b"), noncontig_inputs=("x",),
+        name=name, family="ternary_projection",
+        kernels=("ternary_conv_project", "ternary_project_t", "ternary_conv_epilogue"),
+        fn=fn, make=make, shapes=shapes, grad_inputs=("x", "w", "b"), noncontig_inputs=("x",),
         op_call=op_call, floor=LOWP_FLOOR,
         bad_inputs=[
             ("x_3d", bad(x=lambda i: i["x"][0]), ValueError, "x must be a 4-D tensor"),
@@ -137,12 +140,12 @@ CONV = [
 
 install(globals(), [PROJECT, LINEAR] + CONV)
 
-CPU_BACKENDS = [pytest.param(b, id=b) for b in ("reference", "cpu", "triton")]
+CPU_BACKENDS = [pytest.param(b, id=b) for b in backends_on("cpu", "ternary_projection")]
 
 
 def all_backends():
-    """(backend, device) for generation equality: every backend usable here, GPU ones skip with a reason."""
-    return [pytest.param("reference", "cpu", id="reference-cpu")] + backend_params()
+    """(backend, device) for generation equality: every backend of the table, GPU ones skip with a reason."""
+    return backend_device_params("ternary_projection", ("ternary_generate",))
 
 
 # ---- generation: the rule, bit identity, distribution, size ------------------------------------------

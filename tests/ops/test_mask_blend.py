@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fastnoise
-from conformance import Spec, backend_params, install
+from conformance import Spec, backend_device_params, backend_params, backends_on, install
 from conformance import bad_inputs as bad
 from fastnoise.ops import mask_blend
 from fastnoise.ops.mask_blend import keep_count
@@ -44,8 +44,9 @@ def _spec(name, shapes, **kw):
         ("dim-range", bad(dim=5), ValueError, r"dim must be an int in"),
         ("z-not-tensor", bad(z=[1.0, 2.0]), TypeError, r"z must be a torch.Tensor"),
     ]
-    return Spec(name=name, fn=fn, make=_make, shapes=shapes, grad_inputs=("z", "z_approx"), grad_outputs=(0,),
-                exact_outputs=(1,), op_call=op_call, bad_inputs=bad_inputs, noncontig_inputs=("z", "z_approx"))
+    return Spec(name=name, family="mask_blend", kernels=("mask_blend", "mask_blend_backward"), fn=fn, make=_make,
+                shapes=shapes, grad_inputs=("z", "z_approx"), grad_outputs=(0,), exact_outputs=(1,), op_call=op_call,
+                bad_inputs=bad_inputs, noncontig_inputs=("z", "z_approx"))
 
 
 TOPK_SHAPES = [(7, 33), (5, 1), (3, 64), (0, 16), (2, 8, 3, 5), (9,)]
@@ -86,14 +87,12 @@ def _brute_mask(za, k=None, nm=None, signed=False, dim=-1):
 
 
 def cpu_backends():
-    return [pytest.param(b, id=b) for b in ("reference", "cpu", "triton")]
+    return [pytest.param(b, id=b) for b in backends_on("cpu", "mask_blend")]
 
 
 def all_backends():
-    """(backend, device) pairs; the GPU ones skip with a reason on CPU machines."""
-    gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-    return [pytest.param(b, "cpu", id=f"{b}-cpu") for b in ("reference", "cpu", "triton")] + \
-        [pytest.param(b, "cuda", id=f"{b}-cuda", marks=gpu) for b in ("cuda", "triton")]
+    """(backend, device) pairs of the dispatch table; the GPU ones skip with a reason on CPU machines."""
+    return backend_device_params("mask_blend")
 
 
 @pytest.mark.parametrize("backend,device", all_backends())
@@ -241,7 +240,7 @@ def test_bad_tensors():
 def test_empty_and_feature_free_rows():
     for shape, dim in [((0, 8), -1), ((3, 0), -1), ((2, 0, 4), 1), ((0,), 0)]:
         z = torch.randn(shape)
-        for be in ("reference", "cpu", "triton"):
+        for be in backends_on("cpu", "mask_blend"):
             out, m = mask_blend(z, z.clone(), ratio=0.5, dim=dim, backend=be)
             assert out.shape == shape and m.shape == shape and m.dtype == torch.bool
 

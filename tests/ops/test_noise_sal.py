@@ -17,7 +17,7 @@ def sal_make(shape, dtype, device, gen):
 
 
 SAL_SPEC = Spec(
-    name="noise_sal", fn=sal_fn, make=sal_make, shapes=SHAPES, grad_inputs=("x", "w", "b"),
+    name="noise_sal", family="noise", fn=sal_fn, make=sal_make, shapes=SHAPES, grad_inputs=("x", "w", "b"),
     op_call=_op_call("noise_sal", ["w", "b"]), noncontig_inputs=("x", "w"),
     bad_inputs=_bad_common("w") + [
         ("b-dtype", lambda i: {**i, "b": i["b"].double()}, TypeError, "b must have the dtype of x"),
