@@ -294,8 +294,11 @@ def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, sta
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """load_state_dict(strict) with an error naming every missing / unexpected key and shape mismatch."""
     own = model.state_dict()
+    # buffers registered as None (optional state, e.g. a NENNI layer's INT4 weights before quantize_()) are
+    # not in the model's state_dict: a checkpoint may hold them, and the module's own load makes room
+    optional = {f"{n}.{b}" if n else b for n, m in model.named_modules() for b, v in m._buffers.items() if v is None}
     missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
+    unexpected = sorted(set(weights) - set(own) - optional)
     shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in weights and isinstance(own[k], torch.Tensor) and isinstance(weights[k], torch.Tensor)
               and tuple(weights[k].shape) != tuple(own[k].shape)]
@@ -308,7 +311,10 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where
         if shapes:
             parts.append(f"shape mismatch: {shapes[:10]}{' ...' if len(shapes) > 10 else ''}")
         raise ValueError(f"the {where} does not fit this architecture; " + "; ".join(parts))
-    model.load_state_dict(weights, strict=True)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:  # (an optional buffer the module did not take: still named, with the file)
+        raise ValueError(f"the {where} does not fit this architecture: {e}") from None
 
 
 def build_from_spec(spec: dict, method: str = "none", method_options: Optional[dict] = None) -> torch.nn.Module:

@@ -136,7 +136,7 @@ class TrainConfig:
         integer("epochs", 1)
         integer("batch_size", 1)
         integer("steps", 1, optional=True)
-        integer("val_samples", 0)
+        integer("val_samples", 1)  # 0 would early-stop on an empty validation set (accuracy 0 every epoch)
         integer("seed", 0, hi=MAX_SEED)  # seeds torch, numpy and the Philox streams: 63 bits
         integer("workers", 0)
         number("lr", 0, lo_open=True)
