@@ -29,8 +29,13 @@ def math_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_x(x: object) -> torch.Tensor:
-    return _checks.floating("x", x)
+def check_x(x: object, *, batch: bool = False) -> torch.Tensor:
+    """A floating x; `batch`: with a batch dimension ([N, ...]: noise_mul / noise_sal, whose parameters are
+    shared over the batch), whatever the parameters are (floats or tensors)."""
+    x = _checks.floating("x", x)
+    if batch and x.dim() == 0:
+        raise ValueError("x must have a batch dimension [N, ...] (at least 1 dim), got a 0-d tensor")
+    return x
 
 
 def resolve_state(x: torch.Tensor, seed: Optional[int], offset: Optional[int],

@@ -88,7 +88,7 @@ def sampled_is_faster(keep_fraction: float, kind: str, device: Union[str, torch.
     """
     keep_fraction = _checks.number("keep_fraction", keep_fraction, lo=0.0, hi=1.0)
     _checks.choice("kind", kind, KINDS)
-    dev = torch.device(device).type
+    dev = _checks.device("device", device).type
     if dev not in SAMPLED_THRESHOLDS:
         raise ValueError(f"device must be a cpu or cuda device, got {device!r}")
     return keep_fraction < SAMPLED_THRESHOLDS[dev][kind]
