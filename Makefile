@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
-PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout
+PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout hypothesis
 CSRC := $(shell find csrc -type f) setup.py pyproject.toml
 
 .PHONY: setup demo test test-cpu-capabilities wheel-check bench cuda-check gpu-check clean

@@ -40,22 +40,36 @@ __all__ = ["ATTACKS", "AttackSpec", "Attack", "EOTModel", "ForwardCounter", "mak
            "attack_names"]
 
 
+def rows_finite(t: torch.Tensor) -> torch.Tensor:
+    """bool [rows]: whether every value of each row (first dim) of `t` is finite."""
+    return torch.isfinite(t.flatten(1) if t.dim() > 1 else t.reshape(-1, 1)).all(1)
+
+
 class ForwardCounter(torch.nn.Module):
-    """Counts the forward passes (`calls`) and forwarded samples (`samples`) of the wrapped model."""
+    """Counts the forward passes (`calls`) and forwarded samples (`samples`) of the wrapped model, and
+    watches the gradients w.r.t. its input: for every forward pass whose input requires grad, the
+    backward appends to `grad_flags` a bool [rows] tensor, True where a row's gradient is not finite
+    (NaN / inf). `fastnoise.attacks.evaluate` counts such samples as not robust."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
         self.calls = 0
         self.samples = 0
+        self.grad_flags: list = []
 
     def reset(self) -> None:
         self.calls = 0
         self.samples = 0
+        self.grad_flags.clear()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += replica_groups()  # a batched EOT forward of r replicas is r noise draws
         self.samples += int(x.shape[0]) if x.dim() > 0 else 1
+        if torch.is_grad_enabled() and x.requires_grad and x.dim() > 0:
+            x = x.view_as(x)  # a node of this pass only: its hook sees this draw's gradient
+            flags = self.grad_flags
+            x.register_hook(lambda g: flags.append(~rows_finite(g.detach())))
         return self.model(x)
 
 
@@ -199,6 +213,8 @@ def attack_names() -> list[str]:
 
 
 def check_name(name: object) -> AttackSpec:
+    if not isinstance(name, str):
+        raise TypeError(f"attack must be a name (str) from {attack_names()}, got {type(name).__name__}")
     if name not in ATTACKS:
         raise ValueError(f"attack must be one of {attack_names()}, got {name!r}")
     return ATTACKS[name]
