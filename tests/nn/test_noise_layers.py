@@ -73,7 +73,7 @@ def test_layer_compiled_matches_eager_and_advances():
 
 def test_compiled_layer_gradients_use_the_forward_draw():
     """The backward regenerates the forward's noise under torch.compile too: the state saved for it must not
-    alias the stream buffer that advances after the draw (PhiloxStream.next, design note 24)."""
+    alias the stream buffer that advances after the draw (PhiloxStream.next, design note 43)."""
     x = torch.randn(4, 8)
     grads = []
     for compiled in (False, True):
