@@ -147,7 +147,11 @@ class PhiloxStream(torch.nn.Module):
         """The state for a call of `numel` elements (a copy); the buffer's offset advances by numel rounded
         up to a multiple of 4. Past 2**63: an error on CPU, the wrap rule of the module docstring elsewhere."""
         n = _round4(_checks.integer("numel", numel, lo=0))
-        current = self.state.clone()
+        # `+ 0`, not `.clone()`: under torch.compile (2.13) inductor drops a clone of a buffer that is mutated
+        # afterwards (pytorch/pytorch#198031, #156786), so the state saved for the backward aliased the
+        # advanced buffer and every noise-dependent gradient was computed from the next draw's noise
+        # (design note 43; tests/nn/test_noise_layers.py, tests/nn/test_noise_conv_layers.py check it).
+        current = self.state + 0
         if n == 0:
             return current
         limit = _checks.MAX_SEED - n + 1  # offsets >= limit would pass 2**63 - 1
