@@ -101,6 +101,66 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
+def _int_at_least(lo: int):
+    def check(key: str, v: object) -> None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key} must be an int >= {lo}, got {v!r}")
+    return check
+
+
+def _boolean(key: str, v: object) -> None:
+    if not isinstance(v, bool):
+        raise ValueError(f"{key} must be true or false, got {v!r}")
+
+
+def _fraction(key: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ValueError(f"{key} must be a number in [0, 1), got {v!r}")
+
+
+def _wrn_depth(key: str, v: object) -> None:
+    _int_at_least(10)(key, v)
+    if (v - 4) % 6:
+        raise ValueError(f"{key} must be 6n+4 (e.g. 28, 34), got {v}")
+
+
+# the options each architecture takes, with their checks (`build` and `TrainConfig.validate` use them)
+def _by_builder(key: str, v: object) -> None:
+    """The value is checked by the model's constructor."""
+
+
+OPTIONS: dict[str, dict[str, Callable[[str, object], None]]] = {
+    "small_cnn": {"width": _int_at_least(1), "hidden": _int_at_least(1), "bn": _boolean},
+    "mlp": {"width": _int_at_least(1), "depth": _int_at_least(0)},
+    "resnet18": {"preact": _boolean},
+    "preact_resnet18": {},
+    "resnet20": {},
+    "wrn34_10": {"depth": _wrn_depth, "widen": _int_at_least(1), "dropout": _fraction},
+    "vgg16": {},
+    # the spiking / LR nets check their option values in their constructors (fastnoise/models/spiking.py)
+    "spiking_mlp": dict.fromkeys(("hidden", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "spiking_cnn": dict.fromkeys(("channels", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "lr_mlp": dict.fromkeys(("width", "depth", "activation", "sigma_init", "seed"), _by_builder),
+}
+
+
+def check_options(name: str, options: dict) -> dict:
+    """Check the architecture options of model `name`: known names (TypeError) and valid values (ValueError)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"model must be one of {names()}, got {name!r}")
+    if not isinstance(options, dict):
+        raise TypeError(f"model options must be a dict, got {type(options).__name__}")
+    valid = OPTIONS[name]
+    unknown = sorted(str(k) for k in options if k not in valid)
+    if unknown:
+        raise TypeError(f"model {name!r}: bad option(s) {unknown} (unknown); valid options: {sorted(valid)}")
+    for k, v in options.items():
+        valid[k](k, v)
+    return options
+
+
 def _positive_int(name: str, v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{name} must be an int >= 1, got {v!r}")
@@ -128,10 +188,8 @@ def build(name: str, num_classes: int, in_channels: int, input_size: Union[int, 
     std = [1.0] * in_channels if std is None else list(std)
     if len(mean) != in_channels or len(std) != in_channels:
         raise ValueError(f"mean and std must have in_channels={in_channels} entries, got {len(mean)} and {len(std)}")
-    try:
-        net = _BUILDERS[name](num_classes, in_channels, size, **kw)
-    except TypeError as e:  # an unknown architecture option
-        raise TypeError(f"model {name!r}: bad option in {sorted(kw)}: {e}") from None
+    check_options(name, kw)
+    net = _BUILDERS[name](num_classes, in_channels, size, **kw)
     if getattr(net, "pixel_input", False):  # spiking nets read [0, 1] pixels (rate coding: probabilities)
         mean, std = [0.0] * in_channels, [1.0] * in_channels
     return nn.Sequential(Normalize(mean, std), net)

@@ -8,6 +8,7 @@ from .lr_grad import (LRGrads, SpikeBits, lif_noise, loss_weights, lr_grad, lr_g
                       unpack_spikes)
 from .mask_blend import mask_blend, mask_select
 from .noise_add import noise_add
+from .noise_conv import InputNoise, OutputNoise, WeightNoise, noise_conv2d, noise_linear
 from .noise_mul import noise_mul
 from .noise_sal import noise_sal
 from .sampled import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear
@@ -18,4 +19,5 @@ __all__ = ["lr_grad", "lr_grad_conv2d", "lif_noise", "LRGrads", "SpikeBits", "lo
            "unpack_spikes", "mask_blend", "mask_select", "noise_add", "noise_mul", "noise_sal", "TernaryProjection",
            "dequantize_int4",
            "quantize_int4", "ternary_conv_approx", "ternary_conv_project", "ternary_linear_approx",
-           "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear"]
+           "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear",
+           "InputNoise", "WeightNoise", "OutputNoise", "noise_conv2d", "noise_linear"]
