@@ -10,7 +10,7 @@ namespace fastnoise {
 // storage of x: a floating [Rx, K] matrix (its dtype code, common/dtype.h: kDtypeF32 .. kDtypeF64), or packed
 // bits (int32 [Rx, ceil(K/32)]): kLRBits, the one code this family adds after the shared ones
 enum LRXKind : int { kLRBits = 4 };
-static_assert(kLRBits > kDtypeF64, "kLRBits must not collide with a dtype code");
+static_assert(static_cast<int>(kLRBits) > static_cast<int>(kDtypeF64), "kLRBits must not collide with a dtype code");
 
 // losses [M], sigma [N], outputs gw [N, K], gb [N], gs [N] in the math type (double for kDtypeF64 x, else float);
 // state: device int64[2] = (seed, offset). J = rows / (Rx * repeat). Every output element is written.

@@ -138,7 +138,10 @@ class LRLayer(NoiseModule):
             if p is None or not p.requires_grad:
                 continue
             v = v.to(p.dtype).view_as(p)
-            p.grad = v if p.grad is None else p.grad + v
+            if p.grad is None:
+                p.grad = v
+            else:  # in place: a chunked estimate holds one gradient buffer, not two
+                p.grad.add_(v)
         if release:
             self.record = None
 
@@ -149,7 +152,9 @@ class LRLayer(NoiseModule):
         loss_weights: [B*C] or [B, C] per (sample, replica), already baseline-subtracted and scaled (see
         `fastnoise.ops.loss_weights`; the mean gradient over the batch uses scale 1 / (B*C)).
         sign: NIT-S (Eq. 3). state: optional check that the estimate uses the forward's noise state.
-        release: drop the record afterwards (frees the stored input). Returns the estimates.
+        release: drop the record afterwards (frees the stored input). Returns the estimates (into an empty
+        ``.grad`` the estimate itself is set, so the returned tensor may be that ``.grad``; later estimates are
+        added to it in place).
         """
         raise NotImplementedError  # pragma: no cover - defined by the subclasses
 
