@@ -115,7 +115,7 @@ class RandomWeight(_StreamMixin):
         self.sigma = torch.nn.Parameter(torch.full(shape, sigma_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = self.mu.to(x.dtype)
+        mu = self.mu.to(_checks.floating("x", x).dtype)  # (also with the noise off: x * mu needs a float x)
         if not self.noise_active:
             return x * mu
         return noise_mul(x, mu, self.sigma.clamp(min=0).to(x.dtype), state=self._state(x))
