@@ -73,6 +73,16 @@ def _valid_options(data, method):
     return {}
 
 
+_SCRIPTED = []
+
+
+def _scripted():
+    """One scripted module for the whole run (torch.jit.script costs about a second)."""
+    if not _SCRIPTED:
+        _SCRIPTED.append(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 4))))
+    return _SCRIPTED[0]
+
+
 @fuzz_settings(N)
 @given(st.data())
 def test_fuzz_convert(data):
@@ -85,7 +95,7 @@ def test_fuzz_convert(data):
     if mut is not None:
         arg, change = mut
         if change == "scripted":
-            m2 = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+            m2 = _scripted()
             expect_error(target, "script", lambda: fastnoise.convert(m2, method, **opts), also=("scripted", "model"))
             return
         if change == "not a module":
