@@ -39,9 +39,10 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..nn import is_randomized, noise_modules
+from ..nn.draws import DEFAULT_MAX_BATCH, batchable, grouped
 from .registry import ATTACKS, check_eps, check_name, make_attack, rows_finite
 
-__all__ = ["evaluate", "PROTOCOLS"]
+__all__ = ["evaluate", "PROTOCOLS", "consistency_warnings"]
 
 PROTOCOLS = ("eot", "seed")
 PROTOCOL_LABELS = {
@@ -143,29 +144,62 @@ def _collect(loader, n_max: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, 
 
 @torch.no_grad()
 def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int, draws: int,
-             seed: int, n_classes: int, *, clean: bool = False) -> torch.Tensor:
+             seed: int, n_classes: int, *, clean: bool = False, batch: Optional[bool] = None,
+             max_batch: int = DEFAULT_MAX_BATCH) -> torch.Tensor:
     """bool [draws, n]: prediction == label for `draws` independent inference passes (fresh noise).
 
     Non-finite logits (and non-finite inputs) count as wrong; on the clean inputs (`clean`) they are an
-    error instead (module docstring)."""
+    error instead (module docstring).
+
+    The passes are the calls (draw d, batch i) in that order. When the model allows batched draws
+    (`fastnoise.nn.draws.batchable`) consecutive calls of equal batch size run as one forward of their
+    inputs concatenated (at most `max_batch` samples), as replica groups (`fastnoise.nn.draws.grouped`):
+    the noise streams advance through the same elements in the same order, so the predictions are those
+    of the sequential calls (per-element Philox layers draw nothing from torch's RNG, so the per-draw
+    torch seeds are not needed there).
+    """
     out = torch.zeros(draws, len(x), dtype=torch.bool)
+
+    def judge(xb: torch.Tensor, yb: torch.Tensor, run: list) -> torch.Tensor:
+        """bool [len(run), rows]: the verdicts of the calls `run` = [(draw, start)] on inputs xb (the
+        rows of every call concatenated)."""
+        ok_in = rows_finite(xb)
+        if not clean:  # a broken adversarial input is never classified (and never robust)
+            xb = torch.where(ok_in.view(-1, *([1] * (xb.dim() - 1))), xb,
+                             torch.zeros((), dtype=xb.dtype, device=xb.device))
+        if len(run) > 1:
+            with grouped(len(run)):
+                logits = _check_logits(model(xb), len(xb), n_classes)
+        else:
+            logits = _check_logits(model(xb), len(xb), n_classes)
+        finite = torch.isfinite(logits).all(1)
+        if clean and not bool(finite.all()):
+            bad = int((~finite).nonzero().flatten()[0])
+            d, i = run[bad // (len(xb) // len(run))]
+            raise ValueError(f"model returned non-finite logits (NaN or inf) on {int((~finite).sum())} clean "
+                             f"inputs of this batch (first: sample {i + bad % (len(xb) // len(run))}, draw {d}); "
+                             f"a model that is not finite on clean data cannot be evaluated")
+        return ((logits.argmax(1) == yb) & finite & ok_in).view(len(run), -1).cpu()
+
+    if len(x) and draws > 1 and (batchable(model) if batch is None else batch):
+        calls = [(d, i) for d in range(draws) for i in range(0, len(x), bs)]
+        k = 0
+        while k < len(calls):
+            size = min(bs, len(x) - calls[k][1])
+            run = [calls[k]]
+            while (k + len(run) < len(calls) and min(bs, len(x) - calls[k + len(run)][1]) == size
+                   and (len(run) + 1) * size <= max_batch):
+                run.append(calls[k + len(run)])
+            ok = judge(torch.cat([x[i:i + size] for _, i in run]), torch.cat([y[i:i + size] for _, i in run]), run)
+            for r, (d, i) in enumerate(run):
+                out[d, i:i + size] = ok[r]
+            k += len(run)
+        return out
     for d in range(draws):
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed + 7919 * d)  # torch-RNG noise layers; Philox layers advance their offsets
             for i in range(0, len(x), bs):
-                xb = x[i:i + bs]
-                ok_in = rows_finite(xb)
-                if not clean:  # a broken adversarial input is never classified (and never robust)
-                    xb = torch.where(ok_in.view(-1, *([1] * (xb.dim() - 1))), xb, torch.zeros((), dtype=xb.dtype,
-                                                                                             device=xb.device))
-                logits = _check_logits(model(xb), len(xb), n_classes)
-                finite = torch.isfinite(logits).all(1)
-                if clean and not bool(finite.all()):
-                    bad = (~finite).nonzero().flatten() + i
-                    raise ValueError(f"model returned non-finite logits (NaN or inf) on {len(bad)} clean inputs of this "
-                                     f"batch (first: sample {int(bad[0])}, draw {d}); a model that is not finite on "
-                                     f"clean data cannot be evaluated")
-                out[d, i:i + bs] = ((logits.argmax(1) == y[i:i + bs]) & finite & ok_in).cpu()
+                out[d, i:i + bs] = judge(x[i:i + bs], y[i:i + bs], [(d, i)])[0]
     return out
 
 
@@ -181,8 +215,9 @@ def _grad_failures(flags: list, n: int) -> torch.Tensor:
     return out
 
 
-def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, log) -> dict:
-    atk = make_attack(name, model, eps, eot=eot, steps=steps, seed=seed, n_classes=n_classes, **kw)
+def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, log, batch_draws=None) -> dict:
+    atk = make_attack(name, model, eps, eot=eot, steps=steps, seed=seed, n_classes=n_classes, eot_batch=batch_draws,
+                      **kw)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     advs, grad_bad = [], []
@@ -198,6 +233,47 @@ def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, 
             "seconds": secs, "calls": atk.forward_calls, "samples": atk.forward_samples,
             "linf": float(delta.abs().amax(1).mean()) if len(x) else 0.0,
             "l2": float(delta.norm(dim=1).mean()) if len(x) else 0.0, "describe": atk.describe()}
+
+
+#: attacks that should never beat the strong white-box ones on the same model (one step, or no gradient)
+WEAK_ATTACKS = ("fgsm", "square", "spsa")
+#: multi-step white-box attacks
+STRONG_ATTACKS = ("pgd20", "bim", "mifgsm", "difgsm", "tifgsm", "autoattack", "autoattack_rand")
+
+
+def _margin(*stats: dict) -> float:
+    """How much two accuracies may differ by chance: 1 point, or the sum of their std over draws."""
+    return max(0.01, sum(st.get("std", 0.0) for st in stats))
+
+
+def consistency_warnings(rows: list, clean: dict) -> list[str]:
+    """The checks a randomized defense's report must pass (Athalye et al. 2018; Tramer et al. 2020): a weak
+    attack (FGSM, score-based black-box) must not beat a strong white-box one on the same model, eps and
+    protocol; robust accuracy must not rise with eps; no attack may leave accuracy above clean accuracy.
+    Each failure is one line (differences within `_margin` of chance are not reported)."""
+    out = []
+    acc = {(r["attack"], r["eps"], r["protocol"]): r["accuracy"] for r in rows if r["bounded"]}
+    for (a, e, p), st in acc.items():
+        if a not in WEAK_ATTACKS:
+            continue
+        for s in STRONG_ATTACKS:
+            ss = acc.get((s, e, p))
+            if ss is not None and st["mean"] + _margin(st, ss) < ss["mean"]:
+                out.append(f"{a} ({100 * st['mean']:.1f}%) beats the stronger white-box {s} ({100 * ss['mean']:.1f}%) "
+                           f"at eps {e:.4g} ({p}): the white-box attack does not find the worst case (gradient "
+                           f"masking, or too few EOT draws)")
+    for a, p in dict.fromkeys((k[0], k[2]) for k in acc):
+        pts = sorted((e, st) for (aa, e, pp), st in acc.items() if aa == a and pp == p)
+        for (e0, s0), (e1, s1) in zip(pts, pts[1:]):
+            if s1["mean"] > s0["mean"] + _margin(s0, s1):
+                out.append(f"{a} ({p}): robust accuracy rises with eps ({100 * s0['mean']:.1f}% at {e0:.4g}, "
+                           f"{100 * s1['mean']:.1f}% at {e1:.4g}): the attack is not converging")
+    for r in rows:
+        if r["accuracy"]["mean"] > clean["mean"] + _margin(r["accuracy"], clean):
+            out.append(f"{r['attack']} ({r['protocol']}{', eps ' + format(r['eps'], '.4g') if r['bounded'] else ''}) "
+                       f"leaves {100 * r['accuracy']['mean']:.1f}% accuracy, above the clean "
+                       f"{100 * clean['mean']:.1f}%: the attack did not see the model as deployed")
+    return out
 
 
 def _limits(max_samples, attacks: list[str]) -> dict:
@@ -239,7 +315,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
              sanity_eps: Optional[float] = 1.0, sanity_threshold: float = 0.05,
              attack_kwargs: Optional[Mapping[str, dict]] = None, n_classes: Optional[int] = None,
              batch_size: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
-             method=None) -> dict:
+             method=None, batch_draws: Optional[bool] = None) -> dict:
     """Robust accuracy of `model` on `loader` under `attacks` at each L-inf radius in `eps`.
 
     model: classifier on inputs in [0, 1] -> logits [N, classes]; NoiseModules keep their noise mode.
@@ -254,6 +330,8 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     method: the defense method `model` was converted with (a name or a `fastnoise.methods.Method`): the
     model is evaluated as the method deploys it (`Method.deploy`, e.g. RSE's ensemble) and the method's
     evaluation spec (stochastic, draws, inference rule, its paper's protocol) is recorded in the settings.
+    batch_draws: run the EOT draws of each attack step and the inference draws as batched forwards (None:
+    when the model allows it, `fastnoise.nn.draws.batchable`; the same results as sequential passes).
     Returns a JSON-able dict (see `write_reports`).
     """
     if not isinstance(model, torch.nn.Module):
@@ -332,7 +410,8 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
     try:  # seeded attacks and draws must not leave the caller's global RNG state changed
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             res = _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed,
-                            steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log)
+                            steps, eot_curve, curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log,
+                            batch_draws)
             if spec is not None:
                 res["settings"]["method"] = spec
             return res
@@ -341,7 +420,7 @@ def evaluate(model: torch.nn.Module, loader: Union[Iterable, tuple], attacks: Un
 
 
 def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols, lim, device, seed, steps, eot_curve,
-              curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log) -> dict:
+              curve_attack, sanity_eps, sanity_threshold, attack_kwargs, n_classes, log, batch_draws=None) -> dict:
     N = len(x_all)
     randomized = is_randomized(model)
     notes = []
@@ -366,7 +445,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                          f"[{int(y_all.min())}, {int(y_all.max())}]")
     t_start = time.perf_counter()
 
-    clean = _correct(model, x_all, y_all, bs, n_draws, seed + 2, n_classes, clean=True)
+    clean = _correct(model, x_all, y_all, bs, n_draws, seed + 2, n_classes, clean=True, batch=batch_draws)
     clean_stats = _stats(clean)
     log(f"[eval] clean: {clean_stats['mean']:.4f} ± {clean_stats['std']:.4f} (n={N}, {n_draws} draws)")
 
@@ -379,12 +458,12 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                 try:
                     r = _run_attack(model, a, e if e is not None else 0.0, x_all[:n_a], y_all[:n_a], bs, eot=e_eot,
                                     seed=seed, n_classes=n_classes, steps=steps.get(a),
-                                    kw=attack_kwargs.get(a, {}), log=log)
+                                    kw=attack_kwargs.get(a, {}), log=log, batch_draws=batch_draws)
                 except Exception as exc:  # one attack's failure is recorded, the others still run
                     errors.append({"attack": a, "eps": e, "protocol": p, "error": f"{type(exc).__name__}: {exc}"})
                     log(f"[eval] {a} eps={e} {p}: FAILED ({errors[-1]['error']})")
                     continue
-                corr = _correct(model, r["adv"], y_all[:n_a], bs, n_draws, seed + 2, n_classes)
+                corr = _correct(model, r["adv"], y_all[:n_a], bs, n_draws, seed + 2, n_classes, batch=batch_draws)
                 corr &= ~r["grad_failed"][None, :]  # a non-finite gradient is never robustness (module doc)
                 nonfinite = int((~rows_finite(r["adv"]) | r["grad_failed"]).sum())
                 correct_of[(a, e, p)] = corr
@@ -424,8 +503,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         for k in eot_curve:
             r = _run_attack(model, curve_attack, eps_list[0], x_all[:n_c], y_all[:n_c], bs, eot=k, seed=seed,
                             n_classes=n_classes, steps=steps.get(curve_attack),
-                            kw=attack_kwargs.get(curve_attack, {}), log=log)
-            st = _stats(_correct(model, r["adv"], y_all[:n_c], bs, n_draws, seed + 3, n_classes)
+                            kw=attack_kwargs.get(curve_attack, {}), log=log, batch_draws=batch_draws)
+            st = _stats(_correct(model, r["adv"], y_all[:n_c], bs, n_draws, seed + 3, n_classes, batch=batch_draws)
                         & ~r["grad_failed"][None, :])
             pts.append({"eot": k, "accuracy": st, "forwards_per_sample": r["samples"] / max(n_c, 1),
                         "seconds": r["seconds"]})
@@ -439,13 +518,17 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         n_s = min(N, lim.get("sanity", min(lim["default"] or 64, 64)))
         p, e_eot = runs[0]
         r = _run_attack(model, "pgd20", sanity_eps, x_all[:n_s], y_all[:n_s], bs, eot=e_eot, seed=seed,
-                        n_classes=n_classes, steps=None, kw={}, log=log)
-        st = _stats(_correct(model, r["adv"], y_all[:n_s], bs, n_draws, seed + 4, n_classes) & ~r["grad_failed"][None, :])
+                        n_classes=n_classes, steps=None, kw={}, log=log, batch_draws=batch_draws)
+        st = _stats(_correct(model, r["adv"], y_all[:n_s], bs, n_draws, seed + 4, n_classes, batch=batch_draws)
+                    & ~r["grad_failed"][None, :])
         sanity = {"attack": "pgd20", "eps": sanity_eps, "protocol": p, "eot": e_eot, "n": n_s, "accuracy": st,
                   "threshold": sanity_threshold, "passed": bool(st["mean"] <= sanity_threshold)}
         log(f"[eval] sanity pgd20 eps={sanity_eps}: {st['mean']:.4f} "
             f"({'ok' if sanity['passed'] else 'FAILED: accuracy should be about 0'})")
 
+    warnings = consistency_warnings(rows, clean_stats)
+    for w in warnings:
+        log(f"[eval] WARNING: {w}")
     nm = noise_modules(model)
     return {
         "schema": 1,
@@ -453,6 +536,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         "settings": {"attacks": attacks, "eps": eps_list, "eot": eot, "draws": n_draws, "protocols": [p for p, _ in runs],
                      "seed": seed, "n_samples": N, "n_classes": n_classes, "randomized": randomized,
                      "noise_modules": len(nm), "noise_modes": sorted({m.noise_mode for m in nm}),
+                     "batched_draws": bool(batchable(model) if batch_draws is None else batch_draws),
                      "max_samples": {k: v for k, v in lim.items()}, "notes": notes},
         "clean": {"n": N, "accuracy": clean_stats},
         "rows": rows,
@@ -460,4 +544,5 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         "worst_case": worst,
         "eot_curve": curve,
         "sanity": sanity,
+        "warnings": warnings,
     }

@@ -7,6 +7,9 @@ nn.BatchNorm2d) so `fastnoise.convert` can swap them.
 * ``small_cnn``: 3 conv-BN-ReLU layers (32/64/128, two 2x2 max pools) + a 256-unit linear head;
   for digits / MNIST. ``bn=False`` drops the batch norms.
 * ``mlp``: Flatten + ``depth`` hidden Linear-ReLU layers of ``width`` units (default 2 x 256); no BN.
+* ``spiking_mlp``, ``spiking_cnn``: LIF networks of LR layers (seed 002; `fastnoise.models.spiking`), read
+  raw [0, 1] pixels (their `Normalize` is the identity); ``lr_mlp``: an ANN of LR layers. Their net takes
+  ``forward(x, replicas=C)``.
 * ``resnet18``, ``preact_resnet18``, ``resnet20``, ``wrn34_10`` (``depth``, ``widen``), ``vgg16``:
   CIFAR variants (3x3 stem, global average pooling).
 """
@@ -18,8 +21,9 @@ import torch
 from torch import nn
 
 from . import _cifar
+from .spiking import LRMLP, SpikingCNN, SpikingMLP
 
-__all__ = ["Normalize", "SmallCNN", "MLP", "build", "names"]
+__all__ = ["Normalize", "SmallCNN", "MLP", "SpikingMLP", "SpikingCNN", "LRMLP", "build", "names"]
 
 
 class Normalize(nn.Module):
@@ -87,6 +91,9 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": lambda nc, c, size, **kw: _cifar.resnet20(nc, c, **kw),
     "wrn34_10": lambda nc, c, size, **kw: _cifar.wrn34_10(nc, c, **kw),
     "vgg16": lambda nc, c, size, **kw: _cifar.vgg16(nc, c, size, **kw),
+    "spiking_mlp": lambda nc, c, size, **kw: SpikingMLP(nc, c, size, **kw),
+    "spiking_cnn": lambda nc, c, size, **kw: SpikingCNN(nc, c, size, **kw),
+    "lr_mlp": lambda nc, c, size, **kw: LRMLP(nc, c, size, **kw),
 }
 
 
@@ -118,6 +125,10 @@ def _wrn_depth(key: str, v: object) -> None:
 
 
 # the options each architecture takes, with their checks (`build` and `TrainConfig.validate` use them)
+def _by_builder(key: str, v: object) -> None:
+    """The value is checked by the model's constructor."""
+
+
 OPTIONS: dict[str, dict[str, Callable[[str, object], None]]] = {
     "small_cnn": {"width": _int_at_least(1), "hidden": _int_at_least(1), "bn": _boolean},
     "mlp": {"width": _int_at_least(1), "depth": _int_at_least(0)},
@@ -126,6 +137,12 @@ OPTIONS: dict[str, dict[str, Callable[[str, object], None]]] = {
     "resnet20": {},
     "wrn34_10": {"depth": _wrn_depth, "widen": _int_at_least(1), "dropout": _fraction},
     "vgg16": {},
+    # the spiking / LR nets check their option values in their constructors (fastnoise/models/spiking.py)
+    "spiking_mlp": dict.fromkeys(("hidden", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "spiking_cnn": dict.fromkeys(("channels", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "lr_mlp": dict.fromkeys(("width", "depth", "activation", "sigma_init", "seed"), _by_builder),
 }
 
 
@@ -173,4 +190,6 @@ def build(name: str, num_classes: int, in_channels: int, input_size: Union[int, 
         raise ValueError(f"mean and std must have in_channels={in_channels} entries, got {len(mean)} and {len(std)}")
     check_options(name, kw)
     net = _BUILDERS[name](num_classes, in_channels, size, **kw)
+    if getattr(net, "pixel_input", False):  # spiking nets read [0, 1] pixels (rate coding: probabilities)
+        mean, std = [0.0] * in_channels, [1.0] * in_channels
     return nn.Sequential(Normalize(mean, std), net)

@@ -35,6 +35,10 @@ class NoiseModule(torch.nn.Module):
     #: False for layers whose "noise" is a deterministic function of the input (NENNI's approximation
     #: error): the evaluation harness then treats the model as deterministic (no EOT, one draw)
     stochastic: bool = True
+    #: True for layers whose call draws element i of x from stream element ``offset + i`` and advances the
+    #: offset by ``x.numel()`` (fastnoise.rng.PhiloxStream): n calls on x then draw exactly what one call on
+    #: ``cat([x] * n)`` draws, which lets EOT / ensembles batch their draws (fastnoise.nn.draws)
+    draws_per_element: bool = False
 
     #: what the state_dict errors call this layer's configuration ("NENNI configuration", ...); default: the class name
     config_label: Optional[str] = None

@@ -49,6 +49,8 @@ def _shape(name: str, shape: Shape) -> tuple:
 
 
 class _StreamMixin(NoiseModule):
+    draws_per_element = True  # _state: x.numel() stream elements per call, element i at offset + i
+
     def __init__(self, seed: Optional[int]) -> None:
         super().__init__()
         self.stream = PhiloxStream(seed)
