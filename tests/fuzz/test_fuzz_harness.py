@@ -83,7 +83,7 @@ def _scripted():
     return _SCRIPTED[0]
 
 
-@fuzz_settings(N)
+@fuzz_settings(15)
 @given(st.data())
 def test_fuzz_convert(data):
     method = data.draw(st.sampled_from(methods.names()))
@@ -156,7 +156,7 @@ class _Net(torch.nn.Module):
         return z
 
 
-@fuzz_settings(12)
+@fuzz_settings(10)
 @given(st.data())
 def test_fuzz_evaluate(data):
     from fastnoise.attacks import evaluate
