@@ -56,7 +56,7 @@ class _StreamMixin(NoiseModule):
         self.stream = PhiloxStream(seed)
 
     def _state(self, x: torch.Tensor) -> torch.Tensor:
-        st = self.stream.next(x.numel())
+        st = self.stream.next(_checks.floating("x", x).numel())  # (the stream advances only for a valid x)
         return st if st.device == x.device else st.to(x.device)
 
 
@@ -92,6 +92,7 @@ class LearnableNoise(_StreamMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
             return x
+        x = _checks.floating("x", x)  # (before x.dtype is read)
         return noise_add(x, self.sigma.clamp(min=0).to(x.dtype), state=self._state(x))
 
     def config(self) -> dict:
@@ -117,7 +118,7 @@ class RandomWeight(_StreamMixin):
         self.sigma = torch.nn.Parameter(torch.full(shape, sigma_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = self.mu.to(x.dtype)
+        mu = self.mu.to(_checks.floating("x", x).dtype)  # (also with the noise off: x * mu needs a float x)
         if not self.noise_active:
             return x * mu
         return noise_mul(x, mu, self.sigma.clamp(min=0).to(x.dtype), state=self._state(x))
@@ -184,6 +185,7 @@ class SAL(_StreamMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
             return x
+        x = _checks.floating("x", x)  # (before x.dtype is read)
         return noise_sal(x, self.w.to(x.dtype), self.b.to(x.dtype), state=self._state(x))
 
     def config(self) -> dict:

@@ -30,23 +30,33 @@ def sampled_linear_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.T
     return g @ weight, g.t() @ x, g.sum(0)
 
 
+def _conv2d(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
+    """F.conv2d, also for n = 0 output channels (torch refuses an empty weight; the result is empty)."""
+    if weight.shape[0] == 0:
+        kh, kw = weight.shape[2:]
+        ho = (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        wo = (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        return x.new_zeros(x.shape[0], 0, ho, wo)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
 def sampled_conv2d(x, weight, bias, mask, stride: list[int], padding: list[int], dilation: list[int],
                    groups: int) -> torch.Tensor:
     """x [B, C, H, W], weight [n, C/groups, kh, kw], mask [B, n, H', W'] bool -> [B, n, H', W']."""
-    return _zero_where_not(mask, F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+    return _zero_where_not(mask, _conv2d(x, weight, bias, stride, padding, dilation, groups))
 
 
 def channel_conv2d(x, weight, bias, keep, stride: list[int], padding: list[int], dilation: list[int],
                    groups: int) -> torch.Tensor:
     """keep [B, n] bool: the conv for kept (sample, channel) pairs, 0 for the dropped ones."""
-    return _zero_where_not(keep[:, :, None, None], F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+    return _zero_where_not(keep[:, :, None, None], _conv2d(x, weight, bias, stride, padding, dilation, groups))
 
 
 def sampled_conv2d_backward(grad, x, weight, mask, stride: list[int], padding: list[int], dilation: list[int],
                             groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of both conv ops; mask [B, n, H', W'] (position) or [B, n, 1, 1] (channel keep)."""
     g = _zero_where_not(mask, grad)
-    if g.numel() == 0 or x.numel() == 0:
+    if g.numel() == 0 or x.numel() == 0 or weight.shape[0] == 0:
         return torch.zeros_like(x), torch.zeros_like(weight), g.new_zeros(weight.shape[0])
     gx, gw, gb = torch.ops.aten.convolution_backward(g, x, weight, [weight.shape[0]], stride, padding, dilation,
                                                      False, [0, 0], groups, [True, True, True])
