@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
-PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout
+PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout hypothesis
 CSRC := $(shell find csrc -type f) setup.py pyproject.toml
 
 .PHONY: setup demo test test-cpu-capabilities wheel-check bench cuda-check gpu-check clean
@@ -23,11 +23,13 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch from the local CPU wheel (never an unpinned torch: that pulls GBs of CUDA wheels);
-# torchattacks without its declared-but-unused dependencies (torchvision, old requests).
+# torchattacks without its declared-but-unused dependencies (torchvision, old requests); snntorch
+# (tests: the independent LIF implementation) imports only torch and numpy, installed without deps too.
 $(VENV)/.deps: $(PY) Makefile
 	$(PIP) install -q "$(TORCH_PIN)"
 	$(PIP) install -q "$(TRITON_PIN)" $(PYDEPS)
 	$(PIP) install -q --no-deps torchattacks==3.5.1
+	$(PIP) install -q --no-deps snntorch==1.0.0
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CSRC)
