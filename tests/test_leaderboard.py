@@ -22,7 +22,7 @@ from fastnoise.methods import Evaluation, Method, Option, TrainingRecipe, number
 from fastnoise.nn import GaussianNoise
 
 TINY = {"name": "tiny", "description": "test budget", "model": "mlp", "model_options": {"width": 16}, "epochs": 2,
-        "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 0, "train_steps": 2, "eval_samples": 24,
+        "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 16, "train_steps": 2, "eval_samples": 24,
         "expensive_samples": 8, "eot": 2, "draws": 2, "pgd_steps": 3, "aa_iterations": 2, "square_queries": 10,
         "eot_curve": [1, 2], "inference_batch": 32}
 
