@@ -245,6 +245,13 @@ def test_budgets_and_post_epochs_cap():
                     and o.default > q.post_epochs}
     assert post_options(nenni, lb.get_budget("full", "digits")) == {}
     assert nenni.training.start == "trained" and nenni.evaluation.seed_gradients is not None
+    from fastnoise.leaderboard._run import method_options
+    splits = fastnoise.data.load("synthetic")
+    toy = ToyNoise()
+    toy.options = toy.options + (Option("input_size", [32, 32], "[H, W]"),)
+    assert method_options(toy, splits) == {"sigma": 0.05, "input_size": [8, 8]}  # a data-set option is filled in
+    toy.example_options = {"sigma": 0.05, "input_size": [4, 4]}
+    assert method_options(toy, splits)["input_size"] == [4, 4]  # unless the method's example sets it
     with pytest.raises(ValueError, match="start must be one of"):
         TrainingRecipe(start="later")
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['epochz'\]"):
