@@ -39,10 +39,13 @@ $(VENV)/.built: $(VENV)/.deps $(CSRC)
 
 setup: $(VENV)/.built
 
-# the quick leaderboard: every registered defense + standard training + PGD-AT, one protocol (docs/robustness.md);
-# runs/demo is resumed when it exists (delete it to start over). `fastnoise demo` is the one-method pipeline.
+# the quick leaderboard: every registered defense + standard training + PGD-AT, one protocol (docs/robustness.md),
+# its jobs shared by DEMO_PROCS processes (the same numbers as one); runs/demo is resumed when it exists (delete it
+# to start over). `fastnoise demo` is the one-method pipeline.
+DEMO_PROCS ?= 2
 demo: setup
-	$(PY) -m fastnoise leaderboard --dataset digits --budget quick --methods all --out runs/demo
+	OMP_NUM_THREADS=1 $(PY) -m torch.distributed.run --standalone --nproc-per-node $(DEMO_PROCS) -m fastnoise \
+	  leaderboard --dataset digits --budget quick --methods all --out runs/demo --distributed
 
 # CUDA sources compile here with nvcc alone (sm_80 and sm_90); nothing built from them runs here.
 cuda-check:

@@ -22,7 +22,7 @@ from fastnoise.methods import Evaluation, Method, Option, TrainingRecipe, number
 from fastnoise.nn import GaussianNoise
 
 TINY = {"name": "tiny", "description": "test budget", "model": "mlp", "model_options": {"width": 16}, "epochs": 2,
-        "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 0, "train_steps": 2, "eval_samples": 24,
+        "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 16, "train_steps": 2, "eval_samples": 24,
         "expensive_samples": 8, "eot": 2, "draws": 2, "pgd_steps": 3, "aa_iterations": 2, "square_queries": 10,
         "eot_curve": [1, 2], "inference_batch": 32}
 
@@ -245,6 +245,13 @@ def test_budgets_and_post_epochs_cap():
                     and o.default > q.post_epochs}
     assert post_options(nenni, lb.get_budget("full", "digits")) == {}
     assert nenni.training.start == "trained" and nenni.evaluation.seed_gradients is not None
+    from fastnoise.leaderboard._run import method_options
+    splits = fastnoise.data.load("synthetic")
+    toy = ToyNoise()
+    toy.options = toy.options + (Option("input_size", [32, 32], "[H, W]"),)
+    assert method_options(toy, splits) == {"sigma": 0.05, "input_size": [8, 8]}  # a data-set option is filled in
+    toy.example_options = {"sigma": 0.05, "input_size": [4, 4]}
+    assert method_options(toy, splits)["input_size"] == [4, 4]  # unless the method's example sets it
     with pytest.raises(ValueError, match="start must be one of"):
         TrainingRecipe(start="later")
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['epochz'\]"):

@@ -76,7 +76,7 @@ class Budget:
         for f in ("epochs", "batch_size", "eot", "draws", "pgd_steps", "aa_iterations", "square_queries",
                   "inference_batch", "attack_batch", "threads"):
             integer(f, 1)
-        integer("val_samples", 0)
+        integer("val_samples", 1)
         integer("train_steps", 1, optional=True)
         integer("post_epochs", 0, optional=True)
         integer("eval_samples", 1, optional=True)
@@ -119,14 +119,14 @@ _FULL_DATASETS = {
 BUDGETS: dict[str, dict] = {
     "quick": {
         "description": ("quick (the demo's budget, CPU minutes): small_cnn width 16, 3 epochs PGD-5 training, "
-                        "no early stopping, post-conversion recipes capped at 3 epochs; clean / FGSM / PGD-20 / eps curve on the first 96 test samples, "
-                        "AutoAttack rand, Square (500 queries), seed protocol and the EOT curve on the first 32; "
-                        "EOT-20, 3 inference draws"),
+                        "no early stopping, post-conversion recipes capped at 2 epochs; clean / FGSM / PGD-20 / eps "
+                        "curve on the first 64 test samples, AutoAttack rand (100 iterations), Square (200 queries), "
+                        "seed protocol and the EOT curve on the first 32; EOT-20, 3 inference draws"),
         "fields": {"model": "small_cnn", "model_options": {"width": 16, "hidden": 64}, "epochs": 3,
-                   "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 0, "train_steps": 5,
-                   "post_epochs": 3,
-                   "eval_samples": 96, "expensive_samples": 32, "eot": 20, "draws": 3, "aa_iterations": 100,
-                   "square_queries": 500, "eot_curve": (1, 5, 20), "inference_batch": 128},
+                   "batch_size": 64, "lr": 0.05, "early_stop": False, "val_samples": 200, "train_steps": 5,
+                   "post_epochs": 2,
+                   "eval_samples": 64, "expensive_samples": 32, "eot": 20, "draws": 3, "aa_iterations": 100,
+                   "square_queries": 200, "eot_curve": (1, 5, 20), "inference_batch": 128},
         "datasets": {},
     },
     "full": {

@@ -200,6 +200,21 @@ def _start(entry: Entry) -> str:
     return "scratch" if entry.method == "none" else getattr(entry.method_obj().training, "start", "scratch")
 
 
+#: options a method may declare that depend on the data set: filled from it unless example_options set them
+DATA_OPTIONS = {"input_size": lambda sp: list(sp.input_size), "in_channels": lambda sp: int(sp.in_channels),
+                "num_classes": lambda sp: int(sp.num_classes)}
+
+
+def method_options(m: fnmethods.Method, splits) -> dict:
+    """The options the leaderboard converts `m` with: its `example_options`, plus the data-set options it
+    declares (`DATA_OPTIONS`: e.g. ``input_size`` = the data set's [H, W]) that those leave unset."""
+    opts = dict(m.example_options)
+    for o in m.options:
+        if o.name in DATA_OPTIONS and o.name not in opts:
+            opts[o.name] = DATA_OPTIONS[o.name](splits)
+    return opts
+
+
 def train_config(entry: Entry, seed: int, budget: Budget, dataset: str, splits, out: Path, device: str,
                  data_root: Optional[str]):
     """The `TrainConfig` the entry is trained with (for a method converting a trained model: that model's)."""
@@ -210,7 +225,7 @@ def train_config(entry: Entry, seed: int, budget: Budget, dataset: str, splits, 
     recipe = entry.recipe if entry.recipe is not None else m.training.recipe
     steps = budget.train_steps if budget.train_steps is not None else splits.default_steps
     cfg = dict(dataset=dataset, data_root=data_root, model=budget.model, model_options=dict(budget.model_options),
-               method=method, method_options=dict(m.example_options) if method != "none" else {}, recipe=recipe,
+               method=method, method_options=method_options(m, splits) if method != "none" else {}, recipe=recipe,
                epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, eps=float(splits.default_eps),
                alpha=None, steps=int(steps), early_stop=budget.early_stop, val_samples=budget.val_samples,
                test_eval=False, seed=seed, device=device, quiet=True, out_dir="-")
@@ -307,11 +322,11 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
     t0, c0 = time.perf_counter(), time.process_time()
     if _start(entry) == "trained":
         torch.manual_seed(seed)
-        model = convert(model, m.name, **dict(m.example_options))
+        model = convert(model, m.name, **method_options(m, splits))
     if entry.method != "none" and (_start(entry) == "trained" or type(m).after_convert is not fnmethods.Method.after_convert):
         post = post_options(m, budget)
         what = m.after_convert(model, fnmethods.ConvertData.from_splits(splits, budget.batch_size, seed), **post)
-        conversion = {"options": dict(m.example_options), "post_options": post, "post_recipe": what,
+        conversion = {"options": method_options(m, splits), "post_options": post, "post_recipe": what,
                       "seconds": time.perf_counter() - t0,
                       "cpu_s": time.process_time() - c0}
         log(f"[leaderboard]   {entry.key} seed {seed}: post-conversion recipe: {what}")
