@@ -150,7 +150,8 @@ def context(device: str) -> dict:
     except ImportError:
         tv = None
     return {"timestamp": _dt.datetime.now().isoformat(timespec="seconds"), "device": device_name(device),
-            "torch": torch.__version__, "triton": tv, "fastnoise": fastnoise.__version__, "commit": git_commit()}
+            "torch": torch.__version__, "triton": tv, "fastnoise": fastnoise.__version__, "commit": git_commit(),
+            "cpu_capability": fastnoise.cpu_capability()}
 
 
 def append_csv(rows: Sequence[dict], device: str, path: Path = RESULTS) -> Path:
@@ -158,12 +159,22 @@ def append_csv(rows: Sequence[dict], device: str, path: Path = RESULTS) -> Path:
     ctx = context(device)
     full = [{**ctx, **r} for r in rows]
     fields = list(full[0].keys()) if full else []
-    new = not path.exists()
-    with path.open("a", newline="") as f:
+    old_fields, old_rows = [], []
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            old_fields = list(reader.fieldnames or [])
+            if old_fields != fields:  # columns were added: rewrite the file with every column
+                old_rows = list(reader)
+    if path.exists() and old_fields == fields:
+        with path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=fields).writerows(full)
+        return path
+    fields = old_fields + [c for c in fields if c not in old_fields]
+    with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            w.writeheader()
-        w.writerows(full)
+        w.writeheader()
+        w.writerows(old_rows + full)
     return path
 
 

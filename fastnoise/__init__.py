@@ -8,6 +8,7 @@ attribute access (``fastnoise.attacks.evaluate`` works after ``import fastnoise`
 cheap; the kernels and ops load at import (an import inside a torch.compile trace breaks fullgraph).
 """
 from . import _ext
+from ._cpu_capability import CpuCapabilityError
 from ._backend import BACKENDS, BackendUnavailableError, available_backends, current_backend, use_backend
 from .version import __version__
 from . import rng, ops
@@ -18,7 +19,20 @@ from .bitops import bitops
 SUBPACKAGES = ("nn", "methods", "train", "attacks", "data", "models", "nenni", "adversarial")
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "current_backend", "use_backend",
-           "rng", "ops", "convert", "bitops", "__version__", "info"] + list(SUBPACKAGES)
+           "rng", "ops", "convert", "bitops", "__version__", "info", "cpu_capability",
+           "CpuCapabilityError"] + list(SUBPACKAGES)
+
+
+def cpu_capability():
+    """The instruction set of the CPU kernels in use: "avx512", "avx2", "generic" or "native" (None: not built).
+
+    Chosen once at `import fastnoise` from the running CPU (the fastest build it supports) unless the
+    environment variable FASTNOISE_CPU_CAPABILITY names one; every choice gives the same results.
+
+    >>> fastnoise.cpu_capability()   # doctest: +SKIP
+    'avx2'
+    """
+    return _ext.cpu_capability()
 
 
 def info() -> str:

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from . import _backend, _ext
+from . import _backend, _cpu_capability, _ext
 
 
 def info_text() -> str:
@@ -16,6 +16,11 @@ def info_text() -> str:
     if b:
         lines.append(f"built against torch {b.get('torch')} (CUDA {b.get('torch_cuda')}); CUDA extension built: "
                      f"{b.get('cuda_built')}; arch list: {b.get('cuda_arch_list')}; -march=native: {b.get('native')}")
+        built, ok = _ext.cpu_capabilities()
+        how = (f"{_cpu_capability.ENV}={_cpu_capability.requested()}" if (_cpu_capability.requested() or "").strip()
+               else "auto: the fastest this CPU supports")
+        lines.append(f"CPU capability in use: {_ext.cpu_capability() or 'none'} ({how}); built: "
+                     f"{', '.join(built) or 'none'}; supported by this CPU: {', '.join(ok) or 'none'}")
         if b.get("torch") != torch.__version__:
             lines.append(f"WARNING: build/runtime torch mismatch: {_ext.REBUILD_HINT}")
     else:

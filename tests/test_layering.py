@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (layer, module prefixes); a module belongs to the layer of its longest matching prefix
 LAYERS = [
-    ("base", ["fastnoise._backend", "fastnoise._checks", "fastnoise._ext", "fastnoise.version", "fastnoise.rng",
+    ("base", ["fastnoise._backend", "fastnoise._checks", "fastnoise._ext", "fastnoise._cpu_capability", "fastnoise.version", "fastnoise.rng",
               "fastnoise.reference", "fastnoise._C", "fastnoise._C_cuda"]),
     ("ops", ["fastnoise.ops", "fastnoise.triton_kernels"]),
     ("nn", ["fastnoise.nn", "fastnoise.adversarial", "fastnoise.data", "fastnoise.models"]),
