@@ -77,7 +77,7 @@ class RSRHooks(EnsembleLoss):
         with torch.no_grad():
             for m in _layers(model):
                 if m.keep is not None:
-                    m.weight.mul_(m.keep.to(m.weight.dtype))
+                    m.weight.masked_fill_(~m.keep, 0.0)
 
     def on_epoch_end(self, model, epoch, metrics):
         if self.prune_epoch and epoch == self.prune_epoch:
@@ -120,6 +120,9 @@ class RSR(Method):
             layer = CNILinear.from_linear(module, alpha_init=opts["alpha_init"], seed=seed)
         else:
             layer = CNIConv2d.from_conv(module, alpha_init=opts["alpha_init"], seed=seed)
+        # an all-true mask from the start: every RSR model has the same state-dict keys, pruned or not (a
+        # checkpoint of a pruned model loads into a fresh conversion); noise where keep, so nothing changes
+        layer.set_keep_(torch.ones(layer.weight.shape, dtype=torch.bool, device=layer.weight.device))
         if opts["variant"] == "lasso":
             layer.set_noise_mode("off")
             layer.alpha.requires_grad_(False)

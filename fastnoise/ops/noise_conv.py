@@ -471,4 +471,6 @@ def noise_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
     y = noise_conv2d(x.reshape(-1, k, 1, 1), weight.reshape(n, k, 1, 1), bias, input_noise=input_noise,
                      weight_noise=weight_noise, output_noise=output_noise, seed=seed, offset=offset, state=state,
                      backend=backend)
-    return y.reshape(lead + (n,))
+    # not a view of the op's output 0 (autograd forbids in-place ops, e.g. ReLU(inplace=True), on a view of
+    # one output of a multi-output function); same storage, no copy
+    return torch.ops.aten._unsafe_view.default(y, lead + (n,))
