@@ -2,9 +2,9 @@
 
 Error unit: ``err = |got - ref| / (2**-23 * max(|ref|, 1))``, i.e. float32 ulps of the value, measured at
 least at 1 (near the zero crossings of cos / sin the absolute error is what the transform controls).
-The CPU transform is separable, normal = r(a) * trig(t(b)), so it is checked exhaustively per factor
-(all 2**24 radii at t = 0, all 2**24 angles at one radius) and end to end over a long stream, whose
-extreme radii come from the exhaustive part (the tail r = 5.77 of 1 - u = 2**-24 included).
+The CPU transform is separable, normal = r(a) * trig(t(b)), so it is checked per factor over dense grids
+(every 4th of the 2**24 radii at t = 0, every 4th of the 2**24 angles at one radius: the CI time budget)
+and end to end over a long stream, with the extreme radii (the tail r = 5.77 of 1 - u = 2**-24 included).
 """
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import torch
 import fastnoise
 from fastnoise.reference import rng as ref_rng
 
-ULP_BOUND = 2.0  # fastnoise.rng.NORMAL_ULP_BOUND; measured maxima are printed on failure
+ULP_BOUND = 4.0  # fastnoise.rng.NORMAL_ULP_BOUND (tests/ops/test_rng.py checks the same 4 ulp); maxima printed on failure
 EPS = 2.0 ** -23
 
 
@@ -44,21 +44,22 @@ def test_box_muller_kernel_matches_the_stream():
     assert torch.equal(torch.ops.fastnoise_kernels.box_muller(words), stream)
 
 
-@pytest.mark.parametrize("part", range(4))
-def test_every_radius(part):
-    # all 2**24 values of a >> 8 (a quarter per case), b = 0: t = 0, so the cos element is r(a) itself
-    n = 1 << 22
-    a = (np.arange(part * n, (part + 1) * n, dtype=np.uint64) << np.uint64(8))
-    _check_blocks(_words(a, np.zeros_like(a)), f"radius part {part}")
+def test_radii():
+    # every 4th of the 2**24 values of a >> 8 (a different residue of 4 per word pair), b = 0: t = 0, so the
+    # cos elements are r(a) itself; the extreme radii are in test_long_stream_and_tails
+    q = np.arange(0, 1 << 24, 4, dtype=np.uint64)
+    a, a2 = q << np.uint64(8), (q + np.uint64(1)) << np.uint64(8)
+    z = np.zeros_like(a)
+    _check_blocks(torch.from_numpy(np.stack([a, z, a2, z], axis=1).astype(np.int64)), "radii")
 
 
-@pytest.mark.parametrize("part", range(4))
-def test_every_angle(part):
-    # all 2**24 values of b >> 8 with u(a) = 0.5 (r = sqrt(2 ln 2) = 1.177): errors of cos t and sin t
-    n = 1 << 22
-    b = (np.arange(part * n, (part + 1) * n, dtype=np.uint64) << np.uint64(8))
+def test_angles():
+    # every 4th of the 2**24 values of b >> 8 (two residues per block) with u(a) = 0.5 (r = sqrt(2 ln 2)):
+    # the errors of cos t and sin t over the whole circle
+    q = np.arange(0, 1 << 24, 4, dtype=np.uint64)
+    b, b2 = q << np.uint64(8), (q + np.uint64(2)) << np.uint64(8)
     a = np.full_like(b, np.uint64(1 << 31))
-    _check_blocks(_words(a, b), f"angle part {part}")
+    _check_blocks(torch.from_numpy(np.stack([a, b, a, b2], axis=1).astype(np.int64)), "angles")
 
 
 def test_long_stream_and_tails():
