@@ -52,4 +52,15 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
         "int[] dilation, int groups) -> Tensor");
   m.def("sampled_conv2d_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask, int[] stride, "
         "int[] padding, int[] dilation, int groups) -> (Tensor, Tensor, Tensor)");
+  // noise_conv: conv2d with reparameterized noise on the input, weight and output (csrc/noise_conv/config.h:
+  // cfg[12] = site modes, parameter inners, shared / std flags; scales[3] = input, weight, output scale).
+  // Returns (y [B, N, Ho, Wo] contiguous, stats = the site amplitudes s [3], saved for the backward).
+  // backward: need bits 1 x, 2 weight, 4 bias, 8 in_a, 16 in_b, 32 w_alpha, 64 out_sigma; parameter
+  // gradients are the [P] gradients of the flat parameters.
+  m.def("noise_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor in_a, Tensor in_b, Tensor w_alpha, "
+        "Tensor? w_mask, Tensor out_sigma, Tensor state, int[] stride, int[] padding, int[] dilation, int groups, "
+        "int[] cfg, float[] scales) -> (Tensor, Tensor)");
+  m.def("noise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, Tensor in_a, Tensor in_b, Tensor w_alpha, "
+        "Tensor? w_mask, Tensor out_sigma, Tensor state, Tensor stats, int[] stride, int[] padding, "
+        "int[] dilation, int groups, int[] cfg, int need) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -34,4 +34,15 @@ inline cudaError_t dispatch_dtype(int code, F&& f) {
   }
 }
 
+// Loads of a stored element in the accumulation type (float; double for double) and the rounding store back.
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+__device__ __forceinline__ void store_acc(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_acc(double* p, double v) { *p = v; }
+__device__ __forceinline__ void store_acc(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ void store_acc(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
 }  // namespace fastnoise

@@ -26,11 +26,6 @@ constexpr int kSmallRow = 16;   // thread-per-row kernel up to this length
 constexpr int kCachedKeys = 16; // keys per lane kept in registers (rows up to 32 * 16 = 512)
 constexpr unsigned kFullMask = 0xffffffffu;
 
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-
 template <typename T> __device__ __forceinline__ T zero_of() { return T(0); }
 template <> __device__ __forceinline__ __half zero_of<__half>() { return __float2half(0.0f); }
 template <> __device__ __forceinline__ __nv_bfloat16 zero_of<__nv_bfloat16>() { return __float2bfloat16(0.0f); }

@@ -29,16 +29,6 @@ constexpr int BK = 16;              // reduction chunk
 constexpr int TPB = 256;            // threads per block: 16 x 16, each 4 x 4 outputs
 constexpr int RT = BM / 16, CT = BN / 16;
 
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-__device__ __forceinline__ void store_acc(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_acc(double* p, double v) { *p = v; }
-__device__ __forceinline__ void store_acc(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store_acc(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
 template <typename T, typename A>
 __global__ void __launch_bounds__(TPB) sampled_product_kernel(const ConvGeom g, const SampledArgs a,
                                                               const int64_t n_tiles_n, const int64_t l_tiles) {

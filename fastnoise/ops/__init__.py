@@ -6,6 +6,7 @@ explicit argument, so `torch.compile(fullgraph=True)` traces through it and `opc
 from . import philox  # noqa: F401  (defines fastnoise::philox for fastnoise.rng)
 from .mask_blend import mask_blend, mask_select
 from .noise_add import noise_add
+from .noise_conv import InputNoise, OutputNoise, WeightNoise, noise_conv2d, noise_linear
 from .noise_mul import noise_mul
 from .noise_sal import noise_sal
 from .sampled import channel_conv2d, sampled_conv2d, sampled_is_faster, sampled_linear
@@ -14,4 +15,5 @@ from .ternary_projection import (TernaryProjection, dequantize_int4, quantize_in
 
 __all__ = ["mask_blend", "mask_select", "noise_add", "noise_mul", "noise_sal", "TernaryProjection", "dequantize_int4",
            "quantize_int4", "ternary_conv_approx", "ternary_conv_project", "ternary_linear_approx",
-           "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear"]
+           "ternary_project", "channel_conv2d", "sampled_conv2d", "sampled_is_faster", "sampled_linear",
+           "InputNoise", "WeightNoise", "OutputNoise", "noise_conv2d", "noise_linear"]

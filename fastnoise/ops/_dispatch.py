@@ -51,6 +51,8 @@ TABLE: dict[tuple[str, str], tuple[Optional[str], Optional[str], Optional[str]]]
     ("sampled",            "sampled_conv2d"):            (NATIVE, TRITON, NATIVE),
     ("sampled",            "channel_conv2d"):            (NATIVE, TRITON, NATIVE),
     ("sampled",            "sampled_conv2d_backward"):   (NATIVE, TORCH,  NATIVE),
+    ("noise_conv",         "noise_conv2d"):              (NATIVE, TRITON, NATIVE),
+    ("noise_conv",         "noise_conv2d_backward"):     (NATIVE, TRITON, NATIVE),
 }
 
 _cache: dict[tuple[str, str, str], Callable] = {}
