@@ -1,5 +1,5 @@
 # fastnoise developer entry points. Two commands on a fresh clone:
-#   make demo   set up .venv, build, run the main job on the embedded default data set
+#   make demo   set up .venv, build, run the quick leaderboard (every defense, one protocol) on the digits set
 #   make test   set up .venv, build, compile-check every CUDA source, run the whole test suite
 # Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean,
 #   make gpu-check [OUT=dir] [DRY_RUN=1]  GPU validation, one report (tools/gpu_check.py, docs/gpu.md).
@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
-PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout
+PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout hypothesis
 CSRC := $(shell find csrc -type f) setup.py pyproject.toml
 
 .PHONY: setup demo test test-cpu-capabilities wheel-check bench cuda-check gpu-check clean
@@ -23,11 +23,13 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch from the local CPU wheel (never an unpinned torch: that pulls GBs of CUDA wheels);
-# torchattacks without its declared-but-unused dependencies (torchvision, old requests).
+# torchattacks without its declared-but-unused dependencies (torchvision, old requests); snntorch
+# (tests: the independent LIF implementation) imports only torch and numpy, installed without deps too.
 $(VENV)/.deps: $(PY) Makefile
 	$(PIP) install -q "$(TORCH_PIN)"
 	$(PIP) install -q "$(TRITON_PIN)" $(PYDEPS)
 	$(PIP) install -q --no-deps torchattacks==3.5.1
+	$(PIP) install -q --no-deps snntorch==1.0.0
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CSRC)
@@ -37,8 +39,10 @@ $(VENV)/.built: $(VENV)/.deps $(CSRC)
 
 setup: $(VENV)/.built
 
+# the quick leaderboard: every registered defense + standard training + PGD-AT, one protocol (docs/robustness.md);
+# runs/demo is resumed when it exists (delete it to start over). `fastnoise demo` is the one-method pipeline.
 demo: setup
-	$(PY) -m fastnoise demo
+	$(PY) -m fastnoise leaderboard --dataset digits --budget quick --methods all --out runs/demo
 
 # CUDA sources compile here with nvcc alone (sm_80 and sm_90); nothing built from them runs here.
 cuda-check:

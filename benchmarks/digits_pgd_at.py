@@ -24,7 +24,7 @@ def main() -> None:
     if args.ckpt is None:
         cfg = TrainConfig.from_dict(load_config_file(args.config))
         t = time.perf_counter()
-        fit(cfg)
+        fit(cfg, overwrite=True)  # a benchmark re-trains; --ckpt evaluates a kept run
         train_s = time.perf_counter() - t
         args.ckpt = cfg.out_dir
     model, cfg = load_checkpoint(args.ckpt)

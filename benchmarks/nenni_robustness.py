@@ -48,7 +48,7 @@ def _base(args) -> torch.nn.Module:
         return model
     cfg = train.TrainConfig(**{**json.loads(Path("configs/digits_pgd.json").read_text()),
                                "out_dir": str(Path(args.out) / "train"), "device": "cpu"})
-    fit = train.fit(cfg)
+    fit = train.fit(cfg, overwrite=True)  # a fresh base model per benchmark run (--checkpoint keeps one)
     return train.load_checkpoint(fit["checkpoint"])[0]
 
 

@@ -1,9 +1,33 @@
-// Branch-free float32 log / sin / cos / exp (Cephes polynomials, about 1 ulp) for CPU kernels: plain
-// C++ that the compiler vectorizes (AVX2 / AVX-512 with -march=native; the CPU extension is built with
-// -fno-math-errno so that sqrtf is one instruction too). libm's scalar calls do not vectorize.
+// Branch-free float32 log / sin / cos / exp (Cephes polynomials, about 1 ulp) for CPU kernels. log and
+// sincos are templates written once for a scalar float, a native vector (csrc/simd_native.h: nat::f32) and
+// N of them (nat::Multi: N interleaved chains): the same operations in the same order, so a vector lane
+// and the scalar give the same bits.
+// They are compiled with floating-point contraction off (FN_FP_CONTRACT_OFF_BEGIN / END): no a*b+c is
+// fused into an FMA, so the values do not depend on whether the ISA has FMA (the RNG's bits are the same
+// on every build, csrc/normal_cpu.h). libm's scalar calls do not vectorize.
 #pragma once
 #include <stdint.h>
 #include <string.h>
+
+#if !defined(__CUDACC__)  // the vector templates are for the C++ CPU kernels; .cu host passes need exp_fast only
+#include "simd_native.h"
+#endif
+
+// Contraction off for the functions defined between BEGIN and END (GCC: per-function optimize option, kept
+// when they inline into each other; Clang: FN_FP_CONTRACT_OFF_BODY at the top of each body).
+#if defined(__clang__)
+#define FN_FP_CONTRACT_OFF_BEGIN
+#define FN_FP_CONTRACT_OFF_END
+#define FN_FP_CONTRACT_OFF_BODY _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define FN_FP_CONTRACT_OFF_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"fp-contract=off\")")
+#define FN_FP_CONTRACT_OFF_END _Pragma("GCC pop_options")
+#define FN_FP_CONTRACT_OFF_BODY
+#else
+#define FN_FP_CONTRACT_OFF_BEGIN
+#define FN_FP_CONTRACT_OFF_END
+#define FN_FP_CONTRACT_OFF_BODY
+#endif
 
 namespace fastnoise {
 namespace fastmath {
@@ -11,16 +35,42 @@ namespace fastmath {
 inline float as_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 inline int32_t as_int(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
 
-// log(x) for normal x > 0 (Cephes logf).
-inline float log_fast(float x) {
-  const int32_t bits = as_int(x);
-  int32_t e = ((bits >> 23) & 0xff) - 126;
-  float m = as_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
-  const bool small = m < 0.70710678118654752f;
-  e = small ? e - 1 : e;
-  m = small ? m + m - 1.0f : m - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292E-2f;
+#if !defined(__CUDACC__)
+FN_VINLINE float to_float(int32_t i) { return static_cast<float>(i); }
+FN_VINLINE int32_t trunc_int(float f) { return static_cast<int32_t>(f); }
+#define FN_FASTMATH_VEC(F, I)                                     \
+  FN_VINLINE F as_float(I i) { return (F)i; }                         \
+  FN_VINLINE I as_int(F f) { return (I)f; }                           \
+  FN_VINLINE F to_float(I i) { return nat::to_float(i); }             \
+  FN_VINLINE I trunc_int(F f) { return nat::trunc_int(f); }
+FN_FASTMATH_VEC(nat::f32, nat::i32)
+#undef FN_FASTMATH_VEC
+template <int N>
+FN_VINLINE nat::Multi<nat::f32, N> as_float(const nat::Multi<nat::i32, N>& i) { return nat::bit_cast<nat::f32>(i); }
+template <int N>
+FN_VINLINE nat::Multi<nat::i32, N> as_int(const nat::Multi<nat::f32, N>& f) { return nat::bit_cast<nat::i32>(f); }
+// (to_float / trunc_int of a Multi: nat's, found by argument-dependent lookup)
+using nat::select;
+
+template <typename F>
+using IntOf = decltype(as_int(F()));
+
+FN_FP_CONTRACT_OFF_BEGIN
+
+// log(x * 2^shift) = s + 0.693359375 * fe for normal x > 0 (Cephes logf; shift moves the exponent only, so
+// the result is bit-identical to log_fast of the scaled argument). Returns s, sets fe.
+template <typename F>
+FN_VINLINE F log_parts(F x, int shift, F* fe_out) {
+  FN_FP_CONTRACT_OFF_BODY
+  using I = IntOf<F>;
+  const I bits = as_int(x);
+  I e = ((bits >> 23) & 0xff) - (126 - shift);
+  F m = as_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
+  const auto small = m < 0.70710678118654752f;
+  e = select(small, e - 1, e);
+  m = select(small, m + m - 1.0f, m - 1.0f);
+  const F z = m * m;
+  F y = F() + 7.0376836292E-2f;
   y = y * m - 1.1514610310E-1f;
   y = y * m + 1.1676998740E-1f;
   y = y * m - 1.2420140846E-1f;
@@ -30,28 +80,57 @@ inline float log_fast(float x) {
   y = y * m - 2.4999993993E-1f;
   y = y * m + 3.3333331174E-1f;
   y = y * m * z;
-  const float fe = static_cast<float>(e);
+  const F fe = to_float(e);
   y += -2.12194440e-4f * fe;
   y += -0.5f * z;
-  return (m + y) + 0.693359375f * fe;
+  *fe_out = fe;
+  return m + y;
+}
+
+constexpr float kLn2Hi = 0.693359375f;  // the high part of log(2) in Cephes logf
+
+// log(x) for normal x > 0 (Cephes logf).
+template <typename F>
+FN_VINLINE F log_fast(F x) {
+  FN_FP_CONTRACT_OFF_BODY
+  F fe;
+  const F s = log_parts(x, 0, &fe);
+  return s + kLn2Hi * fe;
+}
+
+// -2 log(x * 2^shift), bit-identical to -2.0f * log_fast(x * 2^shift): scaling by -2 is exact, so
+// -2 * fl(s + fl(c fe)) = fl(-(s + s) + fl(-2c fe)); one multiplication fewer.
+template <typename F>
+FN_VINLINE F neg2_log_fast(F x, int shift) {
+  FN_FP_CONTRACT_OFF_BODY
+  F fe;
+  const F s = log_parts(x, shift, &fe);
+  return -(s + s) + (-2.0f * kLn2Hi) * fe;
 }
 
 // sin(t), cos(t) for t in [0, 2*pi] (Cephes sinf / cosf: octant reduction, extended-precision pi/4).
-inline void sincos_fast(float t, float* s, float* c) {
-  int32_t j = static_cast<int32_t>(t * 1.27323954473516f);
+template <typename F>
+FN_VINLINE void sincos_fast(F t, F* s, F* c) {
+  FN_FP_CONTRACT_OFF_BODY
+  using I = IntOf<F>;
+  I j = trunc_int(t * 1.27323954473516f);
   j = (j + 1) & ~1;
-  const float y = static_cast<float>(j);
-  const float x = ((t - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
-  const float z = x * x;
-  const float sp = ((-1.9515295891E-4f * z + 8.3321608736E-3f) * z - 1.6666654611E-1f) * z * x + x;
-  const float cp = ((2.443315711809948E-5f * z - 1.388731625493765E-3f) * z + 4.166664568298827E-2f) * z * z -
-                   0.5f * z + 1.0f;
-  const int32_t q = (j >> 1) & 3;  // t = x + q * pi / 2
-  const float sv = (q & 1) ? cp : sp;
-  const float cv = (q & 1) ? sp : cp;
-  *s = (q & 2) ? -sv : sv;
-  *c = ((q + 1) & 2) ? -cv : cv;
+  const F y = to_float(j);
+  const F x = ((t - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
+  const F z = x * x;
+  const F sp = ((-1.9515295891E-4f * z + 8.3321608736E-3f) * z - 1.6666654611E-1f) * z * x + x;
+  const F cp = ((2.443315711809948E-5f * z - 1.388731625493765E-3f) * z + 4.166664568298827E-2f) * z * z -
+               0.5f * z + 1.0f;
+  const I q = (j >> 1) & 3;  // t = x + q * pi / 2
+  const auto odd = (q & 1) != 0;
+  const F sv = select(odd, cp, sp);
+  const F cv = select(odd, sp, cp);
+  *s = select((q & 2) != 0, -sv, sv);
+  *c = select(((q + 1) & 2) != 0, -cv, cv);
 }
+
+FN_FP_CONTRACT_OFF_END
+#endif  // !__CUDACC__
 
 // exp(x) (Cephes expf), overflow to inf, underflow to 0 / denormals, NaN propagates.
 inline float exp_fast(float x) {

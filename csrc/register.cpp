@@ -15,6 +15,8 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(fastnoise_kernels, m) {
   // rng: state = int64[2] (seed, offset); kind 0 raw (int64 out), 1 uniform, 2 normal (float32 out)
   m.def("philox(Tensor state, int count, int kind) -> Tensor");
+  // the normals of given Philox blocks: words int64 [n, 4] -> float32 [n, 4] (tests of the transform)
+  m.def("box_muller(Tensor words) -> Tensor");
   // noise: op 0 add, 1 mul, 2 sal (csrc/noise/noise_math.h); a, b = 1-D params in the math type
   // (float32, float64 for float64 x), element i uses a[(i / inner_a) % a.numel()]; b may be empty.
   // backward: need = bits 1 grad_x, 2 grad_a, 4 grad_b; grad_a / grad_b are the [P] gradients of a / b
@@ -44,6 +46,17 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
   // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);
   // the conv backward serves both granularities (mask [B, n, H', W'] or [B, n, 1, 1]).
+  // lr_grad (NIT, seed 002; layout in fastnoise/ops/lr_grad.py): x [Rx, K] floating or packed bits int32
+  // [Rx, ceil(k/32)]; noise row r < rows uses eps = normal(offset + r*N + n), losses[r % M], x row
+  // (r / repeat) % Rx. Returns (G_weight [N, k], G_bias [N], G_sigma [N]) in the math type; sign: NIT-S.
+  m.def("lr_grad(Tensor x, Tensor losses, Tensor sigma, Tensor state, int rows, int repeat, int k, bool sign) "
+        "-> (Tensor, Tensor, Tensor)");
+  // binary x [R, K] -> int32 [R, ceil(K/32)], bit j of word w = (x[r, 32w + j] != 0)
+  m.def("lr_pack_bits(Tensor x) -> Tensor");
+  // LIF neurons (seed Eq. 7) fed pre + sigma * eps: pre [S, B, F] (S = 1 or steps), sigma [F / inner];
+  // eps of (t, b*C + c, j) = normal(offset + ((t*B + b)*C + c)*F + j) (noise_add's layout) -> spikes [T, B*C, F]
+  m.def("lif_noise(Tensor pre, Tensor sigma, Tensor state, int steps, int replicas, int inner, float decay, "
+        "float threshold) -> Tensor");
   m.def("sampled_linear(Tensor x, Tensor weight, Tensor? bias, Tensor mask) -> Tensor");
   m.def("sampled_linear_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask) -> (Tensor, Tensor, Tensor)");
   m.def("sampled_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor mask, int[] stride, int[] padding, "

@@ -113,3 +113,44 @@ def seed_offset(seed: object, offset: object) -> tuple[int, int]:
     seed = integer("seed", seed, lo=0, hi=MAX_SEED)
     offset = integer("offset", offset, lo=0, hi=MAX_SEED)
     return seed, offset
+
+
+def stream_range(offset: int, count: int, name: str = "offset") -> None:
+    """Elements offset .. offset + count - 1 of a stream must all lie below 2**63 (the contract of fastnoise.rng)."""
+    if count > 0 and offset > MAX_SEED - (count - 1):
+        raise ValueError(f"{name} + count must stay below 2**63 (the last element of a stream is 2**63 - 1): "
+                         f"offset {offset} with {count} elements runs past it")
+
+
+def rng_state(name: str, state: object, numel: int = 0) -> torch.Tensor:
+    """An RNG state: an int64 tensor of shape (2,) = [seed, offset], seed and offset in [0, 2**63), and
+    room for `numel` elements after offset (`stream_range`).
+
+    The values are checked only when reading them costs no host sync: a CPU tensor outside a
+    torch.compile trace. A CUDA state is read by the kernel on the device (DESIGN: CUDA-graph safe), so
+    its values are the caller's responsibility there (fastnoise's own streams never produce bad ones).
+    """
+    state = tensor(name, state)
+    if state.dtype != torch.int64 or tuple(state.shape) != (2,):
+        raise ValueError(f"{name} must be an int64 tensor of shape (2,) = [seed, offset], got "
+                         f"{state.dtype} of shape {tuple(state.shape)}")
+    if state.device.type == "cpu" and not _tracing():
+        seed, offset = (int(v) for v in state.tolist())
+        if seed < 0 or offset < 0:
+            raise ValueError(f"{name} must hold [seed, offset] with seed and offset in [0, 2**63), got "
+                             f"[{seed}, {offset}] (like seed= and offset=)")
+        stream_range(offset, int(numel), f"{name} offset")
+    return state
+
+
+def device(name: str, d: object) -> torch.device:
+    """A torch.device from a str / torch.device (ValueError naming `name` for anything torch refuses)."""
+    if isinstance(d, torch.device):
+        return d
+    if not isinstance(d, str):
+        raise TypeError(f"{name} must be a torch.device or a device string such as 'cpu' or 'cuda:0', got "
+                        f"{type(d).__name__}")
+    try:
+        return torch.device(d)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name} must be a device string such as 'cpu' or 'cuda:0', got {d!r}") from None

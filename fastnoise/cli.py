@@ -1,4 +1,4 @@
-"""Command line: ``fastnoise info | demo | train | eval | bench``.
+"""Command line: ``fastnoise info | demo | train | eval | leaderboard | bench``.
 
 Each subcommand lives with its slice: ``fastnoise/<slice>/cli.py`` defines ``add_parser(subparsers)``
 (which registers the subcommand and sets ``func``) so that this file only wires them together.
@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 SUBCOMMANDS = {
     "train": "fastnoise.train.cli",
     "eval": "fastnoise.attacks.cli",
+    "leaderboard": "fastnoise.leaderboard.cli",
     "demo": "fastnoise.demo",
     "bench": "fastnoise.bench",
 }

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = train.TrainConfig(dataset="digits", model="small_cnn", method="none", recipe="pgd", epochs=args.epochs,
                             batch_size=64, lr=0.05, seed=args.seed, out_dir=str(out / "train"), device="cpu",
                             val_samples=200, quiet=False)
-    fit = train.fit(cfg)
+    fit = train.fit(cfg, overwrite=True)  # the demo re-runs into its own folder
     model, _ = train.load_checkpoint(fit["checkpoint"])
     t_train = time.perf_counter() - t0
     print(f"[demo] PGD-AT model: test clean {fit['test_clean']:.4f}, {fit['test_attack']}: {fit['test_robust']:.4f} "

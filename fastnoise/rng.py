@@ -21,6 +21,13 @@ A *state* is an int64 tensor ``[seed, offset]`` on the device of the data. Layer
 buffer (:class:`PhiloxStream`) and advance its offset after every call, so compiled graphs read
 fresh offsets without recompiling. Functional ops without an explicit seed draw from the global
 stream, seeded by :func:`manual_seed`.
+
+Ranges: seed and offset lie in [0, 2**63), and a call's elements offset .. offset + count - 1 stay
+below 2**63. Integer arguments are checked everywhere; a state tensor is checked where that costs no
+host sync (a CPU tensor, outside torch.compile: `fastnoise._checks.rng_state`). A stream never wraps into
+negative offsets: `PhiloxStream.next` raises on a CPU stream that would pass 2**63, and a stream on a GPU
+(or under torch.compile, where the check would need a host sync) continues at ``offset + n - 2**63``
+(the period is 2**63 elements: ~10**5 years of 10**9 elements per second).
 """
 from __future__ import annotations
 
@@ -40,12 +47,13 @@ _DEVICE = Union[str, torch.device]
 def make_state(seed: int, offset: int = 0, device: _DEVICE = "cpu") -> torch.Tensor:
     """The int64 tensor ``[seed, offset]`` that every noise op takes, on `device`."""
     seed, offset = _checks.seed_offset(seed, offset)
-    return torch.tensor([seed, offset], dtype=torch.int64, device=device)
+    return torch.tensor([seed, offset], dtype=torch.int64, device=_checks.device("device", device))
 
 
 def _stream(count: int, seed: int, offset: int, kind: int, device: _DEVICE, backend: Optional[str]) -> torch.Tensor:
-    _checks.integer("count", count, lo=0)
+    count = _checks.integer("count", count, lo=0, hi=_checks.MAX_SEED)
     state = make_state(seed, offset, device)
+    _checks.stream_range(int(offset), count)
     # the op `fastnoise::philox` is defined by fastnoise/ops/philox.py (loaded by `import fastnoise`): this
     # module sits below the ops and reaches the kernel through torch's op registry, not a Python import
     return torch.ops.fastnoise.philox(state, count, kind, _backend.resolve(state.device, backend))
@@ -87,6 +95,9 @@ class _GlobalStream:
     def next(self, numel: int) -> tuple[int, int]:
         if self.seed is None:  # follow torch's global seed unless fastnoise.rng.manual_seed was called
             self.seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+        if self.offset + numel - 1 > _checks.MAX_SEED:
+            raise ValueError(f"the global noise stream (seed {self.seed}) is exhausted at offset {self.offset}: "
+                             f"{numel} more elements pass 2**63; call fastnoise.rng.manual_seed")
         out = (self.seed, self.offset)
         self.offset += _round4(numel)
         return out
@@ -107,11 +118,14 @@ def next_state(numel: int, device: _DEVICE, seed: Optional[int] = None, offset: 
     With `seed` given: ``[seed, offset or 0]``, nothing advances. Without: the next slice of the global
     stream, which advances by `numel` rounded up to a multiple of 4.
     """
+    numel = _checks.integer("numel", numel, lo=0)
     if seed is None:
         if offset is not None:
             raise ValueError("offset requires seed: pass both, or neither to use the global stream")
         seed, offset = _global.next(numel)
-    return make_state(seed, 0 if offset is None else offset, device)
+    state = make_state(seed, 0 if offset is None else offset, device)
+    _checks.stream_range(0 if offset is None else offset, numel)
+    return state
 
 
 class PhiloxStream(torch.nn.Module):
@@ -130,8 +144,21 @@ class PhiloxStream(torch.nn.Module):
         self.register_buffer("state", make_state(seed, 0))
 
     def next(self, numel: int) -> torch.Tensor:
+        """The state for a call of `numel` elements (a copy); the buffer's offset advances by numel rounded
+        up to a multiple of 4. Past 2**63: an error on CPU, the wrap rule of the module docstring elsewhere."""
+        n = _round4(_checks.integer("numel", numel, lo=0))
         current = self.state.clone()
-        self.state[1] += _round4(numel)
+        if n == 0:
+            return current
+        limit = _checks.MAX_SEED - n + 1  # offsets >= limit would pass 2**63 - 1
+        if self.state.device.type == "cpu" and not _checks._tracing():
+            if int(self.state[1]) >= limit:
+                raise ValueError(f"the noise stream of seed {int(self.state[0])} is exhausted: offset "
+                                 f"{int(self.state[1])} + {n} elements passes 2**63; reseed it (PhiloxStream.reseed)")
+            self.state[1] += n
+        else:  # no host sync: (offset + n) mod 2**63 without int64 overflow in either branch of the select
+            off = self.state[1]
+            self.state[1] = torch.where(off >= limit, off - limit, off.clamp(max=limit - 1) + n)
         return current
 
     def reseed(self, seed: int, offset: int = 0) -> None:

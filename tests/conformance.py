@@ -11,7 +11,9 @@ the harness then generates, for every usable (backend, device):
 * `gradcheck` in float64 (where the op is smooth);
 * `torch.library.opcheck` of the underlying custom op;
 * `torch.compile(fullgraph=True)` matches eager;
-* the bad-input errors (type and message) of the spec.
+* the bad-input errors (type and message) of the spec;
+* statistical checks (`MeanCheck`): for a randomized estimator, the mean over many independent draws
+  matches its expectation within a few standard errors (and the check is tight enough to fail).
 
 Which (backend, device) pairs run comes from the dispatch table (fastnoise/ops/_dispatch.py) and
 `fastnoise._backend.DEVICES`: a Spec names its op `family` (and the `kernels` it calls, default all of
@@ -64,6 +66,24 @@ def backend_device_params(family: str, kernels: Optional[Sequence[str]] = None, 
 
 
 @dataclasses.dataclass
+class MeanCheck:
+    """The mean of a randomized op over `draws` independent draws equals a known expectation.
+
+    draw(backend, device, i) -> tuple of tensors (draw i, e.g. seeded with i); expected(device) -> tuple of
+    tensors of the same shapes. The harness asserts ``|mean - expected| <= z * se + atol`` elementwise
+    (se: the standard error of the mean over the draws) and ``max se <= power * max |expected|`` per output,
+    so a check too noisy to detect a wrong estimator fails instead of passing.
+    """
+    name: str
+    draw: Callable[[str, str, int], tuple]
+    expected: Callable[[str], tuple]
+    draws: int = 16
+    z: float = 5.0
+    atol: float = 1e-6
+    power: float = 0.1
+
+
+@dataclasses.dataclass
 class Spec:
     """How to call and check one op.
 
@@ -90,6 +110,7 @@ class Spec:
     # "not implemented" BackendUnavailableError instead of a result: nothing falls back silently.
     family: str = ""
     kernels: Optional[Sequence[str]] = None
+    mean_checks: Sequence[MeanCheck] = ()        # statistical checks of a randomized estimator
 
     def __post_init__(self):
         if not self.family:
@@ -292,9 +313,41 @@ def install(ns: dict, specs: Sequence[Spec]) -> None:
         with pytest.raises(exc, match=match):
             spec.fn(backend="cpu", **inputs)
 
-    for f in (test_conformance_matches_reference, test_conformance_gradcheck, test_conformance_opcheck,
-              test_conformance_compile_fullgraph, test_conformance_bad_input):
+    stat_params = [pytest.param(s, c, id=f"{s.name}-{c.name}") for s in specs for c in s.mean_checks]
+
+    @pytest.mark.parametrize("backend,device", [pytest.param("reference", "cpu", id="reference-cpu")] + backend_params())
+    @pytest.mark.parametrize("spec,check", stat_params)
+    def test_conformance_statistical(spec, check, backend, device):
+        if _unimplemented(spec, backend, device):
+            return
+        assert_mean(check, backend, device)
+
+    fns = [test_conformance_matches_reference, test_conformance_gradcheck, test_conformance_opcheck,
+           test_conformance_compile_fullgraph, test_conformance_bad_input]
+    if stat_params:
+        fns.append(test_conformance_statistical)
+    for f in fns:
         ns[f.__name__] = f
+
+
+def assert_mean(check: MeanCheck, backend: str, device: str) -> None:
+    """The statistical assertion of a `MeanCheck` (see its docstring)."""
+    draws = [tuple(t.detach().double().cpu() for t in _as_tuple(check.draw(backend, device, i)))
+             for i in range(check.draws)]
+    expected = [t.double().cpu() for t in _as_tuple(check.expected(device))]
+    for j, e in enumerate(expected):
+        d = torch.stack([dr[j] for dr in draws])
+        mean = d.mean(0)
+        se = d.std(0) / check.draws ** 0.5
+        assert mean.shape == e.shape, f"{check.name} output {j}: shape {tuple(mean.shape)} != {tuple(e.shape)}"
+        scale = e.abs().max().item()
+        assert se.max().item() <= check.power * scale, (
+            f"{check.name} output {j}: standard error {se.max().item():.3g} > {check.power} x |expected| "
+            f"{scale:.3g}: too few draws to test the mean")
+        z = ((mean - e).abs() - check.atol).clamp(min=0) / se.clamp(min=1e-30)
+        assert z.max().item() <= check.z, (
+            f"{check.name} output {j}: mean differs from the expectation by {z.max().item():.2f} standard errors "
+            f"(max |mean - expected| {(mean - e).abs().max().item():.3g})")
 
 
 def _numel(shape) -> int:

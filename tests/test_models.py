@@ -11,8 +11,11 @@ CIFAR = {"resnet18": 11_173_962, "preact_resnet18": 11_172_170, "resnet20": 272_
          "wrn34_10": 46_160_474, "vgg16": 14_724_042}                   # 3x32x32 inputs, 10 classes
 
 
+SPIKING = ["spiking_mlp", "spiking_cnn", "lr_mlp"]                     # tests/nn/test_spiking.py
+
+
 def test_names():
-    assert fm.names() == list(SMALL) + list(CIFAR)
+    assert fm.names() == list(SMALL) + list(CIFAR) + SPIKING
 
 
 @pytest.mark.parametrize("name", list(SMALL) + list(CIFAR))

@@ -119,7 +119,7 @@ def test_load_checkpoint_rebuilds_model_and_rejects_other_architectures(tmp_path
     cfg = tiny(tmp_path, epochs=1)
     fit(cfg)
     files = sorted(re.sub(r"\.[0-9a-f]{12}\.", ".TAG.", p.name) for p in (tmp_path / "run").iterdir())
-    assert files == ["best.TAG.safetensors", "best.TAG.state.safetensors", "best.json",
+    assert files == [".fastnoise-train.lock", "best.TAG.safetensors", "best.TAG.state.safetensors", "best.json",
                      "last.TAG.safetensors", "last.TAG.state.safetensors", "last.json"]  # no pickles
     model, c = load_checkpoint(tmp_path / "run")
     assert c == cfg and not model.training
@@ -162,7 +162,7 @@ def test_checkpoint_commit_is_atomic_and_old_files_are_removed(tmp_path, monkeyp
     r = fit(tiny(tmp_path, epochs=2, early_stop=False), resume=True)  # resumes from epoch 1
     assert [h["epoch"] for h in r["history"]] == [1, 2]
     after = sorted(p.name for p in run.iterdir())
-    assert len(after) == 3 and not set(after) & set(before) - {"last.json"}  # stale files deleted
+    assert len(after) == 4 and not set(after) & set(before) - {"last.json", ".fastnoise-train.lock"}  # stale files deleted
     # files that do not belong together are refused
     meta = json.loads((run / "last.json").read_text())
     meta["token"] = "0" * 32

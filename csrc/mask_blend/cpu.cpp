@@ -17,7 +17,9 @@
 #include "common.h"
 #include "mask_blend/args.h"
 #include "mask_blend/keys.h"
+#include "mask_blend/rows.h"
 #include "mask_blend/select.h"
+#include "simd.h"
 
 namespace fastnoise {
 namespace {
@@ -97,16 +99,59 @@ void mask_blend_tiles(const scalar_t* z, const scalar_t* za, scalar_t* out, bool
   });
 }
 
+// Contiguous float32 rows (inner == 1): within-row vectorized selection (csrc/mask_blend/rows.h).
+void mask_blend_rows_f32(const float* z, const float* za, float* out, bool* mask, Layout l, int64_t k, int64_t n,
+                         int64_t m, bool signed_score) {
+  const int64_t L = l.feats;
+  if (m > 0) {  // N:M: the tensor is one run of outer * F / m groups
+    const int64_t groups = l.outer * (L / m);
+    const int64_t block = 4096 / m;  // groups per task
+    at::parallel_for(0, (groups + block - 1) / block, 1, [&](int64_t b, int64_t e) {
+      const int64_t g0 = b * block, g1 = std::min(groups, e * block);
+      const int64_t off = g0 * m;
+      if (signed_score) {
+        mb_rows::nm_run<true>(z + off, za + off, out + off, mask + off, g1 - g0, static_cast<int>(m), static_cast<int>(n));
+      } else {
+        mb_rows::nm_run<false>(z + off, za + off, out + off, mask + off, g1 - g0, static_cast<int>(m), static_cast<int>(n));
+      }
+    });
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, 16384 / L);
+  at::parallel_for(0, l.outer, grain, [&](int64_t b, int64_t e) {
+    const int64_t Lp = (L + mb_rows::W - 1) / mb_rows::W * mb_rows::W;
+    VecBuffer<uint32_t> keys(Lp), cand(Lp);
+    VecBuffer<int32_t> idx(L);
+    const mb_rows::RowScratch scratch{keys.data(), cand.data(), idx.data()};
+    mb_rows::Bracket br;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t o = r * L;
+      if (signed_score) {
+        mb_rows::topk_row<true>(z + o, za + o, out + o, mask + o, L, k, scratch, br);
+      } else {
+        mb_rows::topk_row<false>(z + o, za + o, out + o, mask + o, L, k, scratch, br);
+      }
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> mask_blend_cpu(const at::Tensor& z_in, const at::Tensor& za_in, int64_t keep,
                                                   int64_t n, int64_t m, bool signed_score, int64_t dim) {
   const Layout l = check_mask_blend_args(z_in, za_in, keep, n, m, dim);
   const at::Tensor z = z_in.contiguous();
   const at::Tensor za = za_in.contiguous();
-  at::Tensor out = at::empty(z.sizes(), z.options());
-  at::Tensor mask = at::empty(z.sizes(), z.options().dtype(at::kBool));
+  at::Tensor out = empty_output(z.sizes(), z.options());
+  at::Tensor mask = empty_output(z.sizes(), z.options().dtype(at::kBool));
   if (z.numel() == 0) return {out, mask};
   const int64_t length = m > 0 ? m : l.feats;
   const int64_t k = m > 0 ? n : keep;
+  const bool rows_path = z.scalar_type() == at::kFloat && l.inner == 1 && k > 0 && k < length &&
+                         (m > 0 ? m <= 16 : (length > kRankCountMax && length < (int64_t(1) << 30)));
+  if (rows_path) {
+    mask_blend_rows_f32(z.data_ptr<float>(), za.data_ptr<float>(), out.data_ptr<float>(), mask.data_ptr<bool>(), l,
+                        keep, n, m, signed_score);
+    return {out, mask};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "mask_blend_cpu", [&] {
     if (length * kLanes <= kMaxTileKeys) {
       mask_blend_tiles<scalar_t, kLanes, true>(z.data_ptr<scalar_t>(), za.data_ptr<scalar_t>(),
@@ -148,8 +193,8 @@ std::tuple<at::Tensor, at::Tensor> mask_blend_backward_cpu(const at::Tensor& gra
   for (int64_t d = 0; d < grad_in.dim(); ++d) broadcast_scalar = broadcast_scalar && grad_in.stride(d) == 0;
   const at::Tensor grad = broadcast_scalar ? grad_in : grad_in.contiguous();
   const at::Tensor mask = mask_in.contiguous();
-  at::Tensor gz = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor gza = at::empty(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gz = empty_output(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gza = empty_output(grad.sizes(), grad.options().memory_format(at::MemoryFormat::Contiguous));
   const int64_t count = grad.numel();
   // Bitwise select on the raw bits (branch-free, vectorizes): gz = bits(g) & -m, gza = bits(g) & (m - 1).
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "mask_blend_backward_cpu", [&] {

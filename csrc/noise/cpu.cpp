@@ -123,7 +123,7 @@ inline GradMode grad_mode(bool needed, const NoiseParam& p, int64_t n) {
 template <int OP>
 at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoiseParam& b, const RngState& st) {
   const at::Tensor x = x_.contiguous();
-  at::Tensor y = at::empty(x.sizes(), x.options());
+  at::Tensor y = empty_output(x.sizes(), x.options());
   const int64_t n = x.numel();
   if (n == 0) return y;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_forward_cpu", [&] {
@@ -175,11 +175,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& gra
     TORCH_CHECK(x.scalar_type() == grad_.scalar_type(), "x must have the dtype of grad");
   }
   const auto mopt = grad_.options().dtype(noise_math_type(grad_.scalar_type()));
-  at::Tensor gx = (need & kNeedX) ? at::empty(grad_.sizes(), grad_.options()) : at::empty({0}, grad_.options());
+  at::Tensor gx = (need & kNeedX) ? empty_output(grad_.sizes(), grad_.options()) : at::empty({0}, grad_.options());
   const GradMode ma = grad_mode(need & kNeedA, a, n), mb = grad_mode(need & kNeedB, b, n);
   auto out_for = [&](GradMode mode, const NoiseParam& p) {
     if (mode == GradMode::kNone) return at::empty({0}, mopt);
-    if (mode == GradMode::kElements) return at::empty({n}, mopt);
+    if (mode == GradMode::kElements) return empty_output({n}, mopt);
     return at::empty({p.P}, mopt);  // written in full (direct, or by the merge of the partials)
   };
   at::Tensor ga = out_for(ma, a), gb = out_for(mb, b);

@@ -1,6 +1,8 @@
 """`fastnoise eval --checkpoint PATH --attacks pgd20,fgsm --eps 8/255 --eot 20 --draws 5 --out DIR`.
 
 The data set (and its default eps) comes from the checkpoint's training config; the test split is used.
+Exit status: 0 when at least one attack ran, 1 when every attack failed (the errors are in the report),
+2 for bad arguments or a checkpoint that cannot be read.
 """
 from __future__ import annotations
 
@@ -79,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .report import format_table, write_reports
 
-    model, config = train.load_checkpoint(args.checkpoint)
+    import sys
+    try:
+        model, config = train.load_checkpoint(args.checkpoint)
+    except (ValueError, TypeError, FileNotFoundError) as e:  # damaged, foreign or missing checkpoint
+        print(f"fastnoise eval: error: {e}", file=sys.stderr)
+        return 2
     name = _dataset_name(config)
     seed = config.get("seed", 0) if isinstance(config, dict) else getattr(config, "seed", 0)
     root = args.data_root if args.data_root is not None else getattr(config, "data_root", None)
@@ -101,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(results))
     print(f"\nreports: {', '.join(paths.values())}")
+    if results["errors"] and not results["rows"]:  # nothing was measured: not a result
+        failed = "; ".join(f"{e['attack']} eps={e['eps']} {e['protocol']}: {e['error']}" for e in results["errors"])
+        print(f"fastnoise eval: error: every attack failed ({failed})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,10 @@
   randomized defenses and already averages the *loss gradients* over ``eot_iter`` draws inside APGD
   (Croce & Hein 2020). There the wrapper uses n = 1 and APGD's own ``eot_iter`` is set to `eot`
   (20 by default, as in AutoAttack), so the gradients are not averaged twice.
+* Batched EOT: `EOTModel` runs its n draws as forwards of the batch replicated (`fastnoise.nn.draws`) when
+  every active noise layer draws per element from its Philox stream and the model is in eval mode; the
+  draws, logits and adversarial examples are those of the sequential passes for the same streams.
+  `ForwardCounter.calls` counts noise draws (a forward of r replicas counts r), as before.
 
 Noise stays on during the attack: torchattacks calls ``model.eval()``; fastnoise `NoiseModule`s in
 noise mode ``"on"`` keep injecting noise in eval mode (fastnoise/nn/_mode.py).
@@ -30,46 +34,74 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..nn.draws import DEFAULT_MAX_BATCH, draw_outputs, merge_groups, replica_groups
+
 __all__ = ["ATTACKS", "AttackSpec", "Attack", "EOTModel", "ForwardCounter", "make_attack", "check_eps",
            "attack_names"]
 
 
+def rows_finite(t: torch.Tensor) -> torch.Tensor:
+    """bool [rows]: whether every value of each row (first dim) of `t` is finite."""
+    return torch.isfinite(t.flatten(1) if t.dim() > 1 else t.reshape(-1, 1)).all(1)
+
+
 class ForwardCounter(torch.nn.Module):
-    """Counts the forward passes (`calls`) and forwarded samples (`samples`) of the wrapped model."""
+    """Counts the forward passes (`calls`) and forwarded samples (`samples`) of the wrapped model, and
+    watches the gradients w.r.t. its input: for every forward pass whose input requires grad, the
+    backward appends to `grad_flags` a bool [rows] tensor, True where a row's gradient is not finite
+    (NaN / inf). `fastnoise.attacks.evaluate` counts such samples as not robust."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
         self.calls = 0
         self.samples = 0
+        self.grad_flags: list = []
 
     def reset(self) -> None:
         self.calls = 0
         self.samples = 0
+        self.grad_flags.clear()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        self.calls += replica_groups()  # a batched EOT forward of r replicas is r noise draws
         self.samples += int(x.shape[0]) if x.dim() > 0 else 1
+        if torch.is_grad_enabled() and x.requires_grad and x.dim() > 0:
+            x = x.view_as(x)  # a node of this pass only: its hook sees this draw's gradient
+            flags = self.grad_flags
+            x.register_hook(lambda g: flags.append(~rows_finite(g.detach())))
         return self.model(x)
 
 
 class EOTModel(torch.nn.Module):
-    """Forward = mean of the logits of `n` independent noisy forward passes of `model` (see module doc)."""
+    """Forward = mean of the logits of `n` independent noisy forward passes of `model` (see module doc).
 
-    def __init__(self, model: torch.nn.Module, n: int = 1):
+    The n passes run batched (`fastnoise.nn.draws.draw_outputs`: forwards of the batch replicated, at most
+    `max_batch` samples each) when the model allows it (`fastnoise.nn.draws.batchable`: eval mode, every
+    active noise layer draws per element from its Philox stream), else sequentially; both give the same
+    logits for the same noise streams (bit for bit on the models tested). batch: None (auto), True, False.
+    """
+
+    def __init__(self, model: torch.nn.Module, n: int = 1, *, batch: Optional[bool] = None,
+                 max_batch: int = DEFAULT_MAX_BATCH):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n (EOT draws) must be an int >= 1, got {n!r}")
+        if batch is not None and not isinstance(batch, bool):
+            raise TypeError(f"batch must be None (auto), True or False, got {batch!r}")
         self.model = model
         self.n = n
+        self.batch = batch
+        self.max_batch = _check_int("max_batch", max_batch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        if self.n == 1:
-            return out
-        for _ in range(self.n - 1):
-            out = out + self.model(x)
-        return out / self.n
+        if self.n == 1 and replica_groups() == 1:
+            return self.model(x)
+        outs = draw_outputs(self.model, x, self.n, batch=self.batch, max_batch=self.max_batch)
+        out = outs[:, 0]
+        for j in range(1, self.n):  # the order of the sequential sum
+            out = out + outs[:, j]
+        return merge_groups(out / self.n)
 
 
 @dataclass(frozen=True)
@@ -181,6 +213,8 @@ def attack_names() -> list[str]:
 
 
 def check_name(name: object) -> AttackSpec:
+    if not isinstance(name, str):
+        raise TypeError(f"attack must be a name (str) from {attack_names()}, got {type(name).__name__}")
     if name not in ATTACKS:
         raise ValueError(f"attack must be one of {attack_names()}, got {name!r}")
     return ATTACKS[name]
@@ -242,13 +276,16 @@ class Attack:
 
 
 def make_attack(name: str, model: torch.nn.Module, eps: float, *, eot: int = 1, steps: Optional[int] = None,
-                seed: int = 0, n_classes: int = 10, **kw) -> Attack:
+                seed: int = 0, n_classes: int = 10, eot_batch: Optional[bool] = None,
+                max_batch: int = DEFAULT_MAX_BATCH, **kw) -> Attack:
     """Build registered attack `name` (see `ATTACKS`) against `model` at L-inf radius `eps`.
 
     eot: noise draws averaged per gradient (mean of logits, or APGD's eot_iter for `autoattack_rand`);
     steps: iterations (queries for `square`), default per attack (`ATTACKS[name].default_steps`);
     seed: seed of the attacks that take one (AutoAttack, Square); others use the torch global RNG;
-    n_classes: number of classes (AutoAttack's targeted parts); **kw go to the torchattacks constructor.
+    n_classes: number of classes (AutoAttack's targeted parts); eot_batch / max_batch: how `EOTModel` runs
+    the eot draws (None: batched when the model allows it; see `EOTModel`); **kw go to the torchattacks
+    constructor.
     """
     spec = check_name(name)
     if not isinstance(model, torch.nn.Module):
@@ -264,7 +301,7 @@ def make_attack(name: str, model: torch.nn.Module, eps: float, *, eot: int = 1, 
     else:
         steps = _check_int("steps", steps, 1)
     counter = ForwardCounter(model)
-    wrapped = EOTModel(counter, 1 if spec.own_eot else eot)
+    wrapped = EOTModel(counter, 1 if spec.own_eot else eot, batch=eot_batch, max_batch=max_batch)
     if spec.own_eot:
         kw["eot_iter"] = eot
     ta = spec.build(wrapped, eps, steps, seed, n_classes, **dict(kw))

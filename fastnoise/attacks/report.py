@@ -57,6 +57,9 @@ def format_table(results: dict) -> str:
     if sc:
         lines += ["", f"Sanity check: {sc['attack']} at eps {sc['eps']} ({sc['protocol']}, EOT {sc['eot']}, n = {sc['n']}): "
                   f"accuracy {_acc(sc['accuracy'])} % -> {'OK (about zero)' if sc['passed'] else 'FAILED: should be about zero (gradient masking?)'}"]
+    warns = results.get("warnings") or []
+    if warns:
+        lines += [""] + [f"**Warning**: {w}" for w in warns]
     d = s.get("defense")
     if d:
         lines += ["", f"Defense: {d['method']} {d['options']} on {d['base']} (before conversion: test clean "

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ._formats import cifar_arrays, read_cifar_pickle, read_idx
 
-__all__ = ["Splits", "ArrayDataset", "RandomCropFlip", "load", "loaders", "names", "default_root"]
+__all__ = ["Splits", "ArrayDataset", "RandomCropFlip", "GlobalBatchSampler", "set_epoch", "load", "loaders", "names", "default_root"]
 
 _PathLike = Union[str, os.PathLike]
 
@@ -73,30 +73,45 @@ class RandomCropFlip:
     """Train augmentation on a batch: zero-pad `padding`, random crop back to H x W, random horizontal flip.
 
     ``aug(x [B,C,H,W], generator) -> x``: the random choices come from `generator` (a CPU
-    torch.Generator), so a run is reproducible and resumable.
+    torch.Generator), so a run is reproducible and resumable. Distributed: ``aug(x, generator, rank=r,
+    world=N)`` draws the choices of the global batch (B * N rows) and applies rows r::N, the rows of the
+    global batch this rank holds: N ranks augment as one process with the global batch does.
     """
 
     def __init__(self, padding: int = 4, flip: bool = True) -> None:
         self.padding, self.flip = int(padding), bool(flip)
 
-    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None, *, rank: int = 0,
+                 world: int = 1, total: Optional[int] = None) -> torch.Tensor:
+        """`total`: the size of the global batch (default B * world; the last batch of an epoch can be
+        smaller, and uneven across ranks)."""
         if x.ndim != 4:
             raise ValueError(f"x must be a batch [B,C,H,W], got shape {tuple(x.shape)}")
+        if not (isinstance(world, int) and isinstance(rank, int) and 0 <= rank < world):
+            raise ValueError(f"rank and world must be ints with 0 <= rank < world, got rank={rank!r}, world={world!r}")
         b, c, h, w = x.shape
+        total = b * world if total is None else int(total)
+        if len(range(rank, total, world)) != b:
+            raise ValueError(f"x has {b} rows, but rank {rank} of {world} holds {len(range(rank, total, world))} "
+                             f"rows of a global batch of {total}")
         if b == 0:
             return x
+
+        def mine(t: torch.Tensor) -> torch.Tensor:  # this rank's rows of the global batch's draws
+            return t[rank::world].to(x.device)
+
         p = self.padding
         if p > 0:
             padded = torch.nn.functional.pad(x, (p, p, p, p))
-            oy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(x.device)
-            ox = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(x.device)
+            oy = mine(torch.randint(0, 2 * p + 1, (total,), generator=generator))
+            ox = mine(torch.randint(0, 2 * p + 1, (total,), generator=generator))
             rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
             cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
             bi = torch.arange(b, device=x.device)[:, None, None, None]
             ci = torch.arange(c, device=x.device)[None, :, None, None]
             x = padded[bi, ci, rows, cols]
         if self.flip:
-            mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
+            mask = mine(torch.rand(total, generator=generator) < 0.5)[:, None, None, None]
             x = torch.where(mask, x.flip(-1), x)
         return x
 
@@ -276,6 +291,45 @@ def load(name: str, root: Optional[_PathLike] = None, *, seed: int = 0) -> Split
     return _LOADERS[name](Path(root) if root is not None else default_root(), seed)
 
 
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Batches of one rank such that N ranks iterate the global batches of one process (a batch sampler).
+
+    Epoch e: the permutation of one process (``randperm(n)`` of a generator seeded ``seed + e``, as
+    `DistributedSampler` with one replica) cut into global batches of `global_batch`; at step k rank r
+    gets rows r::N of global batch k. Nothing is padded or dropped (DistributedSampler repeats samples to
+    make the shards equal, so N ranks would not see one process's data): the last batch of an epoch may
+    be smaller and uneven across ranks, even empty on some (every rank still takes the step, so the
+    collectives match); the training loop weights each rank's loss by its share (`fastnoise.train.loop`).
+    """
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int = 0) -> None:
+        if global_batch % world:
+            raise ValueError(f"global_batch must be divisible by the world size {world}, got {global_batch}")
+        self.n, self.global_batch, self.rank, self.world, self.seed, self.epoch = n, global_batch, rank, world, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        for start in range(0, self.n, self.global_batch):
+            yield perm[start:start + self.global_batch][self.rank::self.world].tolist()
+
+    def __len__(self) -> int:
+        return -(-self.n // self.global_batch)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Start epoch `epoch` of a train loader of `loaders` (its sampler or batch sampler reshuffles)."""
+    for s in (loader.batch_sampler, loader.sampler):
+        if hasattr(s, "set_epoch"):
+            s.set_epoch(epoch)
+            return
+    raise TypeError("loader has no sampler with set_epoch (build it with fastnoise.data.loaders)")
+
+
 def _collate(batch):
     """Batches from ``ArrayDataset.__getitems__`` are already (x, y); anything else: default collate."""
     if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
@@ -288,10 +342,10 @@ def loaders(splits: Splits, batch_size: int, *, seed: int = 0, distributed: bool
     """(train_loader, val_loader, test_loader) yielding ``(x [B,C,H,W] float32, y [B] int64)``.
 
     `batch_size` is per process. The train loader shuffles with a `DistributedSampler` seeded by
-    `seed` (one replica unless `distributed`, then one shard per rank of the initialized process
-    group): call ``train_loader.sampler.set_epoch(epoch)`` each epoch for a fresh, reproducible
-    order. Val and test loaders are in order and unsharded. Augmentation is not applied here (see
-    ``Splits.augment``).
+    `seed` (one replica), or when `distributed` with a `GlobalBatchSampler` (rank r of N gets rows
+    r::N of each global batch of ``batch_size * N`` in the one-process order): call
+    ``fastnoise.data.set_epoch(train_loader, epoch)`` each epoch for a fresh, reproducible order. Val and test
+    loaders are in order and unsharded. Augmentation is not applied here (see ``Splits.augment``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -304,9 +358,13 @@ def loaders(splits: Splits, batch_size: int, *, seed: int = 0, distributed: bool
         replicas, rank = dist.get_world_size(), dist.get_rank()
     else:
         replicas, rank = 1, 0
-    sampler = DistributedSampler(splits.train, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
     kw = dict(num_workers=workers, collate_fn=_collate, persistent_workers=workers > 0)
-    train = DataLoader(splits.train, batch_size=batch_size, sampler=sampler, **kw)
+    if replicas > 1:
+        train = DataLoader(splits.train, batch_sampler=GlobalBatchSampler(len(splits.train), batch_size * replicas,
+                                                                          rank, replicas, seed), **kw)
+    else:
+        sampler = DistributedSampler(splits.train, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        train = DataLoader(splits.train, batch_size=batch_size, sampler=sampler, **kw)
     val = DataLoader(splits.val, batch_size=batch_size, shuffle=False, **kw)
     test = DataLoader(splits.test, batch_size=batch_size, shuffle=False, **kw)
     return train, val, test

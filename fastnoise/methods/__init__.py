@@ -17,11 +17,11 @@ import pkgutil
 from typing import Optional
 
 from ._hooks import HookList, Hooks
-from ._protocol import (DRAWS, Bits, ConvertData, CostModel, Evaluation, LayerCost, Method, Option, TrainingRecipe,
-                        boolean, choice, integer, number, optional)
+from ._protocol import (DRAWS, STARTS, Bits, ConvertData, CostModel, Evaluation, LayerCost, Method, Option,
+                        TrainingRecipe, boolean, choice, integer, number, optional)
 
 __all__ = ["Method", "Option", "TrainingRecipe", "Evaluation", "CostModel", "LayerCost", "Bits", "ConvertData",
-           "Hooks", "HookList", "DRAWS", "register", "unregister", "get", "available", "names", "default",
+           "Hooks", "HookList", "DRAWS", "STARTS", "register", "unregister", "get", "available", "names", "default",
            "baseline", "cost_models", "boolean", "choice", "integer", "number", "optional"]
 
 #: the method `fastnoise demo` runs when none is named

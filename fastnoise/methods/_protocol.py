@@ -38,7 +38,7 @@ import torch
 from ._hooks import Hooks
 
 __all__ = ["Method", "Option", "TrainingRecipe", "Evaluation", "CostModel", "LayerCost", "Bits", "ConvertData",
-           "DRAWS", "boolean", "integer", "number", "choice", "optional"]
+           "DRAWS", "STARTS", "boolean", "integer", "number", "choice", "optional"]
 
 _MISSING = object()
 
@@ -120,15 +120,30 @@ def _check_options(owner: str, specs: Sequence[Option], given: Mapping[str, Any]
 
 # ---- training, evaluation, cost -------------------------------------------------------------------
 
+#: where a method's training starts (`TrainingRecipe.start`)
+STARTS = ("scratch", "trained")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingRecipe:
     """The training a method wants: a recipe of `fastnoise.adversarial.RECIPES` and the attack settings of
-    its paper (eps / alpha / steps; None: the data set's defaults). A config value that is set wins."""
+    its paper (eps / alpha / steps; None: the data set's defaults). A config value that is set wins.
+
+    start: "scratch" (default): the converted model is trained with the recipe (`fastnoise train --method`);
+    "trained": the method converts a model already trained with the recipe (the unconverted architecture),
+    then runs its post-conversion recipe (`Method.after_convert`), as NENNI's seed does. The leaderboard
+    trains each method this way (and reuses the PGD-AT baseline's checkpoint when the training is the same).
+    """
     recipe: str = "pgd"
     eps: Optional[float] = None
     alpha: Optional[float] = None
     steps: Optional[int] = None
     description: str = ""
+    start: str = "scratch"
+
+    def __post_init__(self):
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
 
 
 #: how a stochastic method draws its noise: one draw per sample (per element), or one per batch
@@ -146,12 +161,18 @@ class Evaluation:
     inference: the inference rule as a module factory ``inference(model) -> deployed``: the deployed model
     is what gets attacked and classified (e.g. RSE's mean softmax over n draws). None: the model itself.
     seed_protocol: the method paper's own evaluation, reported beside the headline and labelled.
+    seed_gradients: for a method whose paper attacked a gradient other than the true one (e.g. NENNI's
+    exact-neurons-only gradient), ``seed_gradients(model)`` is a context manager inside which the model's
+    forward values are unchanged and its gradients are the paper's: the leaderboard runs its labelled
+    seed-protocol attack inside it. None: the paper attacked the true gradient (for a stochastic method
+    the seed protocol is then "one draw per attack step", `fastnoise.attacks.evaluate`'s "seed").
     """
     stochastic: bool
     draw: str = "none"
     seed_protocol: str = ""
     inference: Optional[Callable[[torch.nn.Module], torch.nn.Module]] = None
     inference_doc: str = "the converted model itself"
+    seed_gradients: Optional[Callable[[torch.nn.Module], Any]] = None
 
     def __post_init__(self):
         if self.draw not in DRAWS:

@@ -132,12 +132,13 @@ class NENNI(Method):
         Option("convert_linear", True, "convert Linears too (False: convolutions only, as the seed)", boolean),
     )
     training = TrainingRecipe(recipe="pgd", description="PGD-AT of the model NENNI converts (the seed converts an "
-                              "adversarially trained model)")
+                              "adversarially trained model)", start="trained")
     evaluation = Evaluation(
         stochastic=False,
         seed_protocol=("seed 000 attacks a non-differentiable INT4 approximation: gradients through the exact "
                        "neurons only (`fastnoise.nenni.essential_gradients`), which is gradient masking; reported "
-                       "labelled, next to the full-gradient number (docs/nenni.md, Robustness)"))
+                       "labelled, next to the full-gradient number (docs/nenni.md, Robustness)"),
+        seed_gradients=lambda model: essential_gradients(model))
     cost = NENNICost()
     example_options = {"ratio": 0.9}
     post_options = (

@@ -1,11 +1,14 @@
 """RSE (Liu et al. 2018, "Towards Robust Neural Networks via Random Self-ensemble"): Gaussian noise before
 every convolution, and an ensemble of noisy passes at inference. Everything the method is, in one file.
 
-* conversion: ``fastnoise.convert(model, "rse", sigma=0.1)`` wraps every Conv2d as
+* conversion: ``fastnoise.convert(model, "rse", sigma=0.1, sigma_first=0.2)`` wraps every Conv2d as
   ``Sequential(GaussianNoise(sigma), conv)`` (`fastnoise.nn.GaussianNoise`: fresh N(0, 1) per element and
   call from its own Philox stream; xuanqing94/RobustNet, branch `dev`: noise before every conv, in train
-  and eval);
-* training: PGD-AT of the noisy model (no extra hooks);
+  and eval), the first conv (on the input) with `sigma_first` ("init" level 0.2, the inner convs "inner"
+  level 0.1: RobustNet BayesianDefense/train_rse.sh);
+* training: RSE's own recipe, the noisy model trained on clean data (recipe "standard": RSE is an
+  alternative to adversarial training, Liu et al. 2018 §3; RobustNet trains with cross-entropy on clean
+  batches); a config may set ``"recipe": "pgd"`` for PGD-AT of the noisy model;
 * evaluation: stochastic, one draw per sample and element; the inference rule is RobustNet's
   `ensemble_infer`, the mean softmax of 20 noisy passes (`fastnoise.nn.MeanSoftmax`), which is what the
   harness attacks; its seed protocol: one draw per attack step, classify with the ensemble;
@@ -35,12 +38,14 @@ class RSE(Method):
     description = "RSE (Liu et al. 2018): Gaussian noise before every Conv2d, mean-softmax ensemble at inference"
     looks_for = "torch.nn.Conv2d layers (each gets GaussianNoise before it)"
     options = (
-        Option("sigma", 0.1, "noise std added before each conv", number(lo=0.0)),
+        Option("sigma", 0.1, "noise std added before each inner conv (RobustNet 'inner' level 0.1)", number(lo=0.0)),
+        Option("sigma_first", 0.2, "noise std added before the first conv, on the input (RobustNet 'init' level 0.2)",
+               number(lo=0.0)),
         Option("skip_first", False, "leave the first Conv2d (in module order) without noise", boolean),
         Option("seed", None, "base seed: the k-th conv's noise uses seed + k (None: random seeds)",
                optional(integer(lo=0, hi=_checks.MAX_SEED))),
     )
-    training = TrainingRecipe(recipe="pgd", description="PGD-AT of the noisy model")
+    training = TrainingRecipe(recipe="standard", description="clean cross-entropy with the noise on (RSE's own recipe)")
     evaluation = Evaluation(
         stochastic=True, draw="per_sample",
         inference=lambda model: MeanSoftmax(model, ENSEMBLE),
@@ -64,7 +69,7 @@ class RSE(Method):
     def replace(self, name, conv, index, opts):
         k = index + (1 if opts["skip_first"] else 0)  # the k-th conv of the model
         seed = opts["seed"]
-        noise = GaussianNoise(opts["sigma"], seed=None if seed is None else seed + k)
+        noise = GaussianNoise(opts["sigma_first"] if k == 0 else opts["sigma"], seed=None if seed is None else seed + k)
         noise.to(conv.weight.device)
         return torch.nn.Sequential(noise, conv)
 
@@ -73,8 +78,10 @@ METHOD = RSE()
 
 
 def convert_rse(model: torch.nn.Module, sigma: float = 0.1, skip_first: bool = False,
-                seed: Optional[int] = None) -> torch.nn.Module:
+                seed: Optional[int] = None, sigma_first: Optional[float] = None) -> torch.nn.Module:
     """``fastnoise.convert(model, "rse", ...)``: insert `GaussianNoise(sigma)` before every Conv2d
-    (``conv -> Sequential(noise, conv)``), in place. skip_first: leave the first Conv2d (in module order)
-    without noise. seed: base seed; conv k uses seed + k (None: random seeds)."""
-    return METHOD.convert(model, sigma=sigma, skip_first=skip_first, seed=seed)
+    (``conv -> Sequential(noise, conv)``), in place; the first conv gets `sigma_first` (None: `sigma`).
+    skip_first: leave the first Conv2d (in module order) without noise. seed: base seed; conv k uses
+    seed + k (None: random seeds)."""
+    return METHOD.convert(model, sigma=sigma, skip_first=skip_first, seed=seed,
+                          sigma_first=sigma if sigma_first is None else sigma_first)

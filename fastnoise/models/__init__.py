@@ -7,6 +7,9 @@ nn.BatchNorm2d) so `fastnoise.convert` can swap them.
 * ``small_cnn``: 3 conv-BN-ReLU layers (32/64/128, two 2x2 max pools) + a 256-unit linear head;
   for digits / MNIST. ``bn=False`` drops the batch norms.
 * ``mlp``: Flatten + ``depth`` hidden Linear-ReLU layers of ``width`` units (default 2 x 256); no BN.
+* ``spiking_mlp``, ``spiking_cnn``: LIF networks of LR layers (seed 002; `fastnoise.models.spiking`), read
+  raw [0, 1] pixels (their `Normalize` is the identity); ``lr_mlp``: an ANN of LR layers. Their net takes
+  ``forward(x, replicas=C)``.
 * ``resnet18``, ``preact_resnet18``, ``resnet20``, ``wrn34_10`` (``depth``, ``widen``), ``vgg16``:
   CIFAR variants (3x3 stem, global average pooling).
 """
@@ -18,8 +21,9 @@ import torch
 from torch import nn
 
 from . import _cifar
+from .spiking import LRMLP, SpikingCNN, SpikingMLP
 
-__all__ = ["Normalize", "SmallCNN", "MLP", "build", "names"]
+__all__ = ["Normalize", "SmallCNN", "MLP", "SpikingMLP", "SpikingCNN", "LRMLP", "build", "names"]
 
 
 class Normalize(nn.Module):
@@ -87,11 +91,74 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": lambda nc, c, size, **kw: _cifar.resnet20(nc, c, **kw),
     "wrn34_10": lambda nc, c, size, **kw: _cifar.wrn34_10(nc, c, **kw),
     "vgg16": lambda nc, c, size, **kw: _cifar.vgg16(nc, c, size, **kw),
+    "spiking_mlp": lambda nc, c, size, **kw: SpikingMLP(nc, c, size, **kw),
+    "spiking_cnn": lambda nc, c, size, **kw: SpikingCNN(nc, c, size, **kw),
+    "lr_mlp": lambda nc, c, size, **kw: LRMLP(nc, c, size, **kw),
 }
 
 
 def names() -> list[str]:
     return list(_BUILDERS)
+
+
+def _int_at_least(lo: int):
+    def check(key: str, v: object) -> None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key} must be an int >= {lo}, got {v!r}")
+    return check
+
+
+def _boolean(key: str, v: object) -> None:
+    if not isinstance(v, bool):
+        raise ValueError(f"{key} must be true or false, got {v!r}")
+
+
+def _fraction(key: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ValueError(f"{key} must be a number in [0, 1), got {v!r}")
+
+
+def _wrn_depth(key: str, v: object) -> None:
+    _int_at_least(10)(key, v)
+    if (v - 4) % 6:
+        raise ValueError(f"{key} must be 6n+4 (e.g. 28, 34), got {v}")
+
+
+# the options each architecture takes, with their checks (`build` and `TrainConfig.validate` use them)
+def _by_builder(key: str, v: object) -> None:
+    """The value is checked by the model's constructor."""
+
+
+OPTIONS: dict[str, dict[str, Callable[[str, object], None]]] = {
+    "small_cnn": {"width": _int_at_least(1), "hidden": _int_at_least(1), "bn": _boolean},
+    "mlp": {"width": _int_at_least(1), "depth": _int_at_least(0)},
+    "resnet18": {"preact": _boolean},
+    "preact_resnet18": {},
+    "resnet20": {},
+    "wrn34_10": {"depth": _wrn_depth, "widen": _int_at_least(1), "dropout": _fraction},
+    "vgg16": {},
+    # the spiking / LR nets check their option values in their constructors (fastnoise/models/spiking.py)
+    "spiking_mlp": dict.fromkeys(("hidden", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "spiking_cnn": dict.fromkeys(("channels", "steps", "encoding", "decay", "threshold", "sigma_init", "surrogate",
+                                  "alpha", "readout", "logit_scale", "seed"), _by_builder),
+    "lr_mlp": dict.fromkeys(("width", "depth", "activation", "sigma_init", "seed"), _by_builder),
+}
+
+
+def check_options(name: str, options: dict) -> dict:
+    """Check the architecture options of model `name`: known names (TypeError) and valid values (ValueError)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"model must be one of {names()}, got {name!r}")
+    if not isinstance(options, dict):
+        raise TypeError(f"model options must be a dict, got {type(options).__name__}")
+    valid = OPTIONS[name]
+    unknown = sorted(str(k) for k in options if k not in valid)
+    if unknown:
+        raise TypeError(f"model {name!r}: bad option(s) {unknown} (unknown); valid options: {sorted(valid)}")
+    for k, v in options.items():
+        valid[k](k, v)
+    return options
 
 
 def _positive_int(name: str, v: object) -> int:
@@ -121,8 +188,8 @@ def build(name: str, num_classes: int, in_channels: int, input_size: Union[int, 
     std = [1.0] * in_channels if std is None else list(std)
     if len(mean) != in_channels or len(std) != in_channels:
         raise ValueError(f"mean and std must have in_channels={in_channels} entries, got {len(mean)} and {len(std)}")
-    try:
-        net = _BUILDERS[name](num_classes, in_channels, size, **kw)
-    except TypeError as e:  # an unknown architecture option
-        raise TypeError(f"model {name!r}: bad option in {sorted(kw)}: {e}") from None
+    check_options(name, kw)
+    net = _BUILDERS[name](num_classes, in_channels, size, **kw)
+    if getattr(net, "pixel_input", False):  # spiking nets read [0, 1] pixels (rate coding: probabilities)
+        mean, std = [0.0] * in_channels, [1.0] * in_channels
     return nn.Sequential(Normalize(mean, std), net)

@@ -2,8 +2,8 @@
 
 A NENNI layer's configuration (ratio or N:M, k, granularity, score, inject, seed) is validated once at
 construction (`check_config`). `selection` turns it into the arguments of the selection op for one
-decision row of F neurons; `NENNIState` saves the configuration as the layer's extra state and refuses a
-state_dict saved with another one. fastnoise/nn/nenni.py holds the forward.
+decision row of F neurons; `NENNIState` adds the INT4 rules to the one configuration check of
+`fastnoise.nn.NoiseModule` (the base class saves ``config()`` as extra state and refuses another one). fastnoise/nn/nenni.py holds the forward.
 """
 from __future__ import annotations
 
@@ -96,41 +96,45 @@ def selection(ratio: Optional[float], nm: Optional[tuple], inject: str, features
 
 
 class NENNIState:
-    """Mixin of the NENNI layers: configuration as extra state, refused when it differs (state_dict checks).
+    """Mixin of the NENNI layers: their state-dict rules on top of `NoiseModule`'s one config mechanism.
 
-    Needs ``self.config()`` and the INT4 buffers of `fastnoise.nn.NENNILayer`.
+    The configuration check itself is the base class's (`fastnoise.nn.NoiseModule.set_extra_state`:
+    ``self.config()`` saved as ``{"config": ...}`` extra state, a different or missing one refused with a
+    ValueError naming the keys); this mixin only adds ``"quantized"`` to the extra state and keeps the INT4
+    buffers consistent with it on load. Needs ``self.config()`` and the INT4 buffers of
+    `fastnoise.nn.NENNILayer`. The format is the one checkpoints of 77e2601 wrote
+    (``{"config": {...}, "quantized": bool}``), so they load unchanged.
     """
 
-    def get_extra_state(self) -> dict:
-        return {"config": self.config(), "quantized": self.quantized}
+    config_label = "NENNI"
 
-    def set_extra_state(self, state) -> None:
-        if not isinstance(state, dict) or "config" not in state:
-            raise ValueError(f"{type(self).__name__}: the state_dict has no NENNI configuration; "
-                             f"expected one matching {self.config()}")
-        theirs, mine = state["config"], self.config()
-        diff = {key: (theirs.get(key), mine[key]) for key in mine if theirs.get(key) != mine[key]}
-        if diff:
-            detail = ", ".join(f"{key}: state_dict has {t!r}, layer has {m!r}" for key, (t, m) in diff.items())
-            raise ValueError(f"{type(self).__name__}: cannot load a state_dict of another NENNI configuration "
-                             f"({detail}); build the layer with the same settings")
+    def get_extra_state(self) -> dict:
+        return {**super().get_extra_state(), "quantized": self.quantized}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         extra = prefix + "_extra_state"
-        if extra not in state_dict:
-            raise ValueError(f"{type(self).__name__} at {prefix[:-1] or '<root>'!r}: the state_dict has no NENNI "
-                             f"configuration ('{extra}' missing); it was not saved from a NENNI model with "
-                             f"{self.config()}")
-        self.set_extra_state(state_dict[extra])
-        # a quantized checkpoint loads into an unquantized layer: make room for its INT4 buffers
-        for name in _INT4_BUFFERS:
-            key = prefix + name
-            if key in state_dict and getattr(self, name) is None:
-                src = state_dict[key]
-                setattr(self, name, torch.empty_like(src, device=self.approx_weight.device))
-        if state_dict[extra].get("quantized"):
+        if extra in state_dict:  # the configuration first: nothing changes when it differs
+            self.set_extra_state(state_dict[extra])
+        state = state_dict.get(extra)
+        if isinstance(state, dict) and state.get("quantized"):
+            absent = [prefix + n for n in _INT4_BUFFERS if prefix + n not in state_dict]
+            if absent:
+                raise ValueError(f"{type(self).__name__} at {prefix[:-1] or '<root>'!r}: the state_dict says the layer "
+                                 f"is quantized (INT4) but lacks {absent}")
+            # a quantized checkpoint loads into an unquantized layer: make room for its INT4 buffers
+            for name in _INT4_BUFFERS:
+                if getattr(self, name) is None:
+                    setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.approx_weight.device))
             self.approx_weight.requires_grad_(False)
             self.approx_bias.requires_grad_(False)
+        elif isinstance(state, dict) and self.quantized:
+            # an unquantized state_dict: the layer becomes what it describes (float W~, b~, trainable), never
+            # a mix of its own old INT4 weights and the loaded float ones (also with strict=False)
+            for name in _INT4_BUFFERS:
+                setattr(self, name, None)
+            self.approx_weight.requires_grad_(True)
+            self.approx_bias.requires_grad_(True)
+        # NoiseModule._load_from_state_dict: a missing configuration is refused there (naming the key)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)

@@ -8,9 +8,12 @@
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import _checks
+from .draws import DEFAULT_MAX_BATCH, draw_outputs, merge_groups
 
 __all__ = ["MeanSoftmax"]
 
@@ -18,21 +21,29 @@ __all__ = ["MeanSoftmax"]
 class MeanSoftmax(torch.nn.Module):
     """``log(mean_i softmax(model(x)))`` over `n` forward passes, each with fresh noise (module docstring).
 
-    Shapes: whatever `model` takes -> [N, classes] log-probabilities. ``n = 1`` is ``log_softmax(model(x))``.
+    Shapes: whatever `model` takes -> [N, classes] log-probabilities. ``n = 1`` is ``log(softmax(model(x)))``.
+    The n passes run batched when the model allows it (`fastnoise.nn.draws.draw_outputs`; batch: None auto,
+    True, False; max_batch: most samples per forward), with the values of n sequential passes.
     """
 
-    def __init__(self, model: torch.nn.Module, n: int) -> None:
+    def __init__(self, model: torch.nn.Module, n: int, *, batch: Optional[bool] = None,
+                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
         super().__init__()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if batch is not None and not isinstance(batch, bool):
+            raise TypeError(f"batch must be None (auto), True or False, got {batch!r}")
         self.model = model
         self.n = _checks.integer("n", n, lo=1)
+        self.batch = batch
+        self.max_batch = _checks.integer("max_batch", max_batch, lo=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.model(x), dim=1)
-        for _ in range(self.n - 1):
-            p = p + torch.softmax(self.model(x), dim=1)
-        return (p / self.n).clamp_min(torch.finfo(p.dtype).tiny).log()
+        outs = draw_outputs(self.model, x, self.n, batch=self.batch, max_batch=self.max_batch)
+        p = torch.softmax(outs[:, 0], dim=2)  # dim 1 of each [B, classes, ...] pass
+        for j in range(1, self.n):  # the order of the sequential sum
+            p = p + torch.softmax(outs[:, j], dim=2)
+        return merge_groups((p / self.n).clamp_min(torch.finfo(p.dtype).tiny).log())
 
     def extra_repr(self) -> str:
         return f"n={self.n}"

@@ -47,6 +47,26 @@ __all__ = ["NENNILinear", "NENNIConv2d", "NENNILayer", "default_k", "MODES", "GR
            "SCORES", "INJECTS", "nenni_layers", "set_nenni_mode"]
 
 
+def _check_bool(name: str, v: object) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return v
+
+
+def _int_pair(name: str, v: object, lo: int) -> tuple:
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    if len(vals) not in (1, 2):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return tuple(_checks.integer(name, e, lo=lo) for e in vals)
+
+
+def _check_dtype(x: torch.Tensor, weight: torch.Tensor) -> None:
+    """x must have the layer's dtype (outside autocast, which casts the dense product itself)."""
+    if x.dtype != weight.dtype and not (torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")):
+        raise TypeError(f"x must have the dtype of the layer's weight, {weight.dtype}, got {x.dtype} "
+                        f"(convert the layer with .to({x.dtype}) or the input)")
+
+
 class NENNILayer(NENNIState, NoiseModule):
     """Shared machinery of `NENNILinear` and `NENNIConv2d` (see the module docstring); configuration and
     state-dict checks: fastnoise/nn/_nenni_config.py."""
@@ -173,6 +193,7 @@ class NENNILayer(NENNIState, NoiseModule):
         return torch.where(keep, z, za)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_x(x)  # every mode: the dense product's own error would not name the layer's shape
         if self.mode == "dense" or (self.mode == "noisy" and not self.noise_active):
             return self._exact(x)
         if self.mode == "distill":
@@ -209,12 +230,18 @@ class NENNILinear(NENNILayer):
                  nm: Optional[Sequence[int]] = None, k: Optional[int] = None, granularity: str = "position",
                  score: str = "abs", inject: str = "non_essential", mode: str = "noisy", seed: int = 0,
                  device=None, dtype=None) -> None:
+        _checks.integer("in_features", in_features, lo=1)
+        _checks.integer("out_features", out_features, lo=1)
+        _check_bool("bias", bias)
         lin = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
         super().__init__()
         self._setup(lin, ratio=ratio, nm=nm, k=k, granularity=granularity, score=score, inject=inject,
                     mode=mode, seed=seed)
 
     def _setup(self, lin: torch.nn.Linear, **cfg) -> None:
+        if lin.in_features < 1 or lin.out_features < 1:
+            raise ValueError(f"linear must have in_features and out_features >= 1, got {lin.in_features} -> "
+                             f"{lin.out_features}")
         if cfg["granularity"] != "position":
             raise ValueError(f"granularity must be 'position' for NENNILinear (one decision per sample and "
                              f"feature), got {cfg['granularity']!r}")
@@ -254,6 +281,7 @@ class NENNILinear(NENNILayer):
         _checks.floating("x", x)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must be [..., {self.in_features}], got shape {tuple(x.shape)}")
+        _check_dtype(x, self.weight)
 
     def _exact_where(self, x, mask):
         lead = x.shape[:-1]
@@ -279,6 +307,12 @@ class NENNIConv2d(NENNILayer):
                  k: Optional[int] = None, granularity: str = "position", score: str = "abs",
                  inject: str = "non_essential", mode: str = "noisy", seed: int = 0, device=None,
                  dtype=None) -> None:
+        _checks.integer("in_channels", in_channels, lo=1)
+        _checks.integer("out_channels", out_channels, lo=1)
+        for name, v, lo in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0),
+                            ("dilation", dilation, 1)):
+            _int_pair(name, v, lo)
+        _check_bool("bias", bias)
         conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                dilation=dilation, bias=bias, device=device, dtype=dtype)
         super().__init__()
@@ -296,6 +330,10 @@ class NENNIConv2d(NENNILayer):
             return f"has padding_mode={conv.padding_mode!r} (only 'zeros' is supported)"
         if isinstance(conv.padding, str):
             return f"has padding={conv.padding!r} (give explicit integer padding)"
+        if conv.in_channels < 1 or conv.out_channels < 1 or min(conv.kernel_size) < 1 or min(conv.stride) < 1 \
+                or min(conv.dilation) < 1 or min(conv.padding) < 0:
+            return (f"has empty or invalid sizes (channels {conv.in_channels} -> {conv.out_channels}, kernel_size "
+                    f"{conv.kernel_size}, stride {conv.stride}, padding {conv.padding}, dilation {conv.dilation})")
         return None
 
     def _setup(self, conv: torch.nn.Conv2d, **cfg) -> None:
@@ -344,6 +382,13 @@ class NENNIConv2d(NENNILayer):
         _checks.floating("x", x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must be [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+        _check_dtype(x, self.weight)
+        kh, kw = self.kernel_size
+        ho = (x.shape[2] + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (x.shape[3] + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"x spatial size {tuple(x.shape[2:])} is too small for kernel_size {self.kernel_size}, "
+                             f"padding {self.padding}, dilation {self.dilation}: output would be {ho}x{wo}")
 
     def _exact_where(self, x, mask):
         return _ops.sampled_conv2d(x, self.weight, self.bias, mask, **self._conv_args())

@@ -10,6 +10,11 @@ randomized defense must be attacked; "off" makes it the identity / the mean mode
 * `RandomWeight(shape, ...)`      CTRW random weight ``x * (mu + sigma * delta)`` (seed 001), trainable
                                   mu and sigma, with `constrain_(A, B)` for ``sum(sigma) in [A, B]``
 * `SAL(channels)`                 Stochastic Augmentation Layer ``x + delta * exp((x w + b) / 2)`` (seed 003)
+
+`config()` (saved in the state_dict, checked on load; see `fastnoise.nn.NoiseModule`) holds what defines
+each layer beyond its learned tensors: GaussianNoise its sigma; the trainable layers their parameter
+shapes (their initial values are not part of the trained defense). The noise mode is runtime state, not
+configuration (checkpoints save it separately).
 """
 from __future__ import annotations
 
@@ -29,13 +34,23 @@ Shape = Union[int, Sequence[int]]
 
 
 def _shape(name: str, shape: Shape) -> tuple:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    elif isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    elif isinstance(shape, (tuple, list)):
+        shape = tuple(shape)
+    else:
+        raise TypeError(f"{name} must be an int or a sequence of ints (a parameter shape), got "
+                        f"{type(shape).__name__} {shape!r}")
     for s in shape:
         _checks.integer(name, s, lo=1)
     return shape
 
 
 class _StreamMixin(NoiseModule):
+    draws_per_element = True  # _state: x.numel() stream elements per call, element i at offset + i
+
     def __init__(self, seed: Optional[int]) -> None:
         super().__init__()
         self.stream = PhiloxStream(seed)
@@ -57,6 +72,9 @@ class GaussianNoise(_StreamMixin):
             return x
         return noise_add(x, self.sigma, state=self._state(x))
 
+    def config(self) -> dict:
+        return {"layer": "GaussianNoise", "sigma": self.sigma}
+
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, mode={self.noise_mode}"
 
@@ -75,6 +93,9 @@ class LearnableNoise(_StreamMixin):
         if not self.noise_active:
             return x
         return noise_add(x, self.sigma.clamp(min=0).to(x.dtype), state=self._state(x))
+
+    def config(self) -> dict:
+        return {"layer": "LearnableNoise", "shape": list(self.sigma.shape)}
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.sigma.shape)}, mode={self.noise_mode}"
@@ -100,6 +121,9 @@ class RandomWeight(_StreamMixin):
         if not self.noise_active:
             return x * mu
         return noise_mul(x, mu, self.sigma.clamp(min=0).to(x.dtype), state=self._state(x))
+
+    def config(self) -> dict:
+        return {"layer": "RandomWeight", "shape": list(self.mu.shape)}
 
     @torch.no_grad()
     def constrain_(self, lower: float, upper: float) -> "RandomWeight":
@@ -161,6 +185,9 @@ class SAL(_StreamMixin):
         if not self.noise_active:
             return x
         return noise_sal(x, self.w.to(x.dtype), self.b.to(x.dtype), state=self._state(x))
+
+    def config(self) -> dict:
+        return {"layer": "SAL", "channels": int(self.w.shape[0]), "shape": list(self.w.shape)}
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.w.shape)}, mode={self.noise_mode}"

@@ -53,6 +53,9 @@ TABLE: dict[tuple[str, str], tuple[Optional[str], Optional[str], Optional[str]]]
     ("sampled",            "sampled_conv2d_backward"):   (NATIVE, TORCH,  NATIVE),
     ("noise_conv",         "noise_conv2d"):              (NATIVE, TRITON, NATIVE),
     ("noise_conv",         "noise_conv2d_backward"):     (NATIVE, TRITON, NATIVE),
+    ("lr_grad",            "lr_grad"):                   (NATIVE, TRITON, NATIVE),
+    ("lr_grad",            "lr_pack_bits"):              (NATIVE, TORCH,  TORCH),
+    ("lr_grad",            "lif_noise"):                 (NATIVE, TRITON, NATIVE),
 }
 
 _cache: dict[tuple[str, str, str], Callable] = {}

@@ -29,22 +29,24 @@ def math_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_x(x: object) -> torch.Tensor:
-    return _checks.floating("x", x)
+def check_x(x: object, *, batch: bool = False) -> torch.Tensor:
+    """A floating x; `batch`: with a batch dimension ([N, ...]: noise_mul / noise_sal, whose parameters are
+    shared over the batch), whatever the parameters are (floats or tensors)."""
+    x = _checks.floating("x", x)
+    if batch and x.dim() == 0:
+        raise ValueError("x must have a batch dimension [N, ...] (at least 1 dim), got a 0-d tensor")
+    return x
 
 
 def resolve_state(x: torch.Tensor, seed: Optional[int], offset: Optional[int],
                   state: Optional[torch.Tensor]) -> torch.Tensor:
     """`state` wins; else `seed` / `offset` build one; else the next slice of the global stream."""
     if state is not None:
-        _checks.tensor("state", state)
-        if state.dtype != torch.int64 or tuple(state.shape) != (2,):
-            raise ValueError(f"state must be an int64 tensor of shape (2,) = [seed, offset], got "
-                             f"{state.dtype} of shape {tuple(state.shape)}")
-        if state.device != x.device:
-            raise ValueError(f"state must be on the device of x, {x.device}, got {state.device}")
         if seed is not None or offset is not None:
             raise ValueError("pass either state or seed/offset, not both")
+        _checks.rng_state("state", state, x.numel())  # values range-checked on CPU (no host sync elsewhere)
+        if state.device != x.device:
+            raise ValueError(f"state must be on the device of x, {x.device}, got {state.device}")
         return state
     return rng.next_state(x.numel(), x.device, seed, offset)
 

@@ -26,7 +26,7 @@ def noise_mul(x: torch.Tensor, mu: Union[float, torch.Tensor], sigma: Union[floa
     Differentiable w.r.t. x, mu and sigma; the backward regenerates delta (it saves x, like the eager
     formula, but not delta): dL/dx = g (mu + sigma delta), dL/dmu = sum_N g x, dL/dsigma = sum_N g x delta.
     """
-    x = _noise.check_x(x)
+    x = _noise.check_x(x, batch=True)
     m, inner_m = _noise.param("mu", mu, x, batch=False)
     s, inner_s = _noise.param("sigma", sigma, x, nonnegative=True, batch=False)
     st = _noise.resolve_state(x, seed, offset, state)

@@ -27,7 +27,7 @@ def noise_sal(x: torch.Tensor, w: Union[float, torch.Tensor], b: Union[float, to
     saves x only. With e = exp((x w + b) / 2): dy/dx = 1 + delta e w / 2, dy/dw = delta e x / 2,
     dy/db = delta e / 2.
     """
-    x = _noise.check_x(x)
+    x = _noise.check_x(x, batch=True)
     wf, inner_w = _noise.param("w", w, x, batch=False)
     bf, inner_b = _noise.param("b", b, x, batch=False)
     st = _noise.resolve_state(x, seed, offset, state)

@@ -47,6 +47,7 @@ measurement the thresholds come from, so they are kept.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -87,7 +88,7 @@ def sampled_is_faster(keep_fraction: float, kind: str, device: Union[str, torch.
     """
     keep_fraction = _checks.number("keep_fraction", keep_fraction, lo=0.0, hi=1.0)
     _checks.choice("kind", kind, KINDS)
-    dev = torch.device(device).type
+    dev = _checks.device("device", device).type
     if dev not in SAMPLED_THRESHOLDS:
         raise ValueError(f"device must be a cpu or cuda device, got {device!r}")
     return keep_fraction < SAMPLED_THRESHOLDS[dev][kind]
@@ -204,7 +205,8 @@ def sampled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     lead = tuple(x.shape[:-1])
     mask = _check_mask("mask", mask, x, lead + (n,))
     b = _backend.resolve(x.device, backend)
-    out = _sampled_linear(x.reshape(-1, x.shape[-1]), weight, bias, mask.reshape(-1, n), b)
+    rows = math.prod(lead)  # (not reshape(-1, K): ambiguous for K = 0 or n = 0)
+    out = _sampled_linear(x.reshape(rows, x.shape[-1]), weight, bias, mask.reshape(rows, n), b)
     return out.reshape(lead + (n,))
 
 

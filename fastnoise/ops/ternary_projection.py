@@ -394,8 +394,8 @@ def _conv_args(x, proj, kernel_size, stride, padding, dilation, groups):
     if c % groups:
         raise ValueError(f"groups must divide the channels of x ({c}), got {groups}")
     if c // groups * kh * kw != proj.d:
-        raise ValueError(f"proj.d must equal C/groups*kh*kw = {c // groups}*{kh}*{kw} = {c // groups * kh * kw}, "
-                         f"got {proj.d}")
+        raise ValueError(f"proj.d must equal C/groups*kh*kw = {c // groups}*{kh}*{kw} = {c // groups * kh * kw} "
+                         f"(x with C = {c}, groups = {groups}, kernel_size = {(kh, kw)}), got {proj.d}")
     ho = _conv.out_size(x.shape[2], kh, sh, ph, dh)
     wo = _conv.out_size(x.shape[3], kw, sw, pw, dw)
     if ho < 1 or wo < 1:

@@ -43,17 +43,31 @@ def uniform_from_bits(w: np.ndarray) -> np.ndarray:
     return ((w >> np.uint64(8)).astype(np.float32) * np.float32(2.0 ** -24)).astype(np.float32)
 
 
+def box_muller_np(a: np.ndarray, b: np.ndarray, odd: np.ndarray) -> np.ndarray:
+    """The reference normal of word pair (a, b): r cos t (odd False) or r sin t (odd True), in float64,
+    rounded once to float32; t = float32(2 pi) * uniform(b) is the one float32 product every backend makes."""
+    ua = uniform_from_bits(a)
+    ub = uniform_from_bits(b)
+    t = (np.float32(2 * np.pi) * ub).astype(np.float32)
+    r = np.sqrt(-2.0 * np.log((np.float32(1.0) - ua).astype(np.float64)))
+    return np.where(odd, r * np.sin(t.astype(np.float64)), r * np.cos(t.astype(np.float64))).astype(np.float32)
+
+
 def normal_np(seed: int, offset: int, count: int) -> np.ndarray:
     g = _indices(offset, count)
     w = np.stack(_blocks(seed, g))
     j = ((g >> np.uint64(1)) & np.uint64(1)).astype(np.int64)
     cols = np.arange(count)
-    ua = uniform_from_bits(w[2 * j, cols])
-    ub = uniform_from_bits(w[2 * j + 1, cols])
-    t = (np.float32(2 * np.pi) * ub).astype(np.float32)  # one float32 product, as in every backend
-    r = np.sqrt(-2.0 * np.log((np.float32(1.0) - ua).astype(np.float64)))
-    odd = (g & np.uint64(1)).astype(bool)
-    return np.where(odd, r * np.sin(t.astype(np.float64)), r * np.cos(t.astype(np.float64))).astype(np.float32)
+    return box_muller_np(w[2 * j, cols], w[2 * j + 1, cols], (g & np.uint64(1)).astype(bool))
+
+
+def box_muller(words: torch.Tensor) -> torch.Tensor:
+    """Kernel signature of fastnoise_kernels::box_muller: int64 words [n, 4] of Philox blocks -> the four
+    float32 normals of each block in stream order (words 0, 1 -> elements 0, 1; words 2, 3 -> 2, 3)."""
+    w = words.detach().cpu().numpy().astype(np.uint64)
+    even, odd = np.zeros(len(w), dtype=bool), np.ones(len(w), dtype=bool)
+    cols = [box_muller_np(w[:, 2 * h], w[:, 2 * h + 1], o) for h in (0, 1) for o in (even, odd)]
+    return torch.from_numpy(np.stack(cols, axis=1)).to(words.device)
 
 
 def philox(state: torch.Tensor, count: int, kind: int) -> torch.Tensor:

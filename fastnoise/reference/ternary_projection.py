@@ -69,14 +69,36 @@ def ternary_generate(state: torch.Tensor, k: int, d: int) -> torch.Tensor:
     return pack(signs).to(state.device)
 
 
+def signed_sum(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``y[..., i] = sum_{q: p[i, q] = +1} x[..., q] - sum_{q: p[i, q] = -1} x[..., q]`` for p [k, d] in {-1, 0, +1}
+    (float): ``x @ p.T`` where a zero of p contributes nothing, also when x is NaN or inf there.
+
+    That is what the kernels compute (additions over the set bits only: issue 16's fuzz found the dense
+    ``x @ P.T`` giving NaN for ``0 * inf`` where every backend gives the sum). Non-finite x are rare, so the
+    finite case is one GEMM; otherwise the IEEE result of the sparse sum (+inf and -inf together: NaN) is
+    rebuilt from counts of the non-finite entries each output meets."""
+    finite = torch.isfinite(x)
+    if x.numel() == 0 or bool(finite.all()):
+        return x @ p.t()
+    y = torch.where(finite, x, torch.zeros_like(x)) @ p.t()
+    pos, neg = (p > 0).float(), (p < 0).float()
+    nan, pinf, ninf = torch.isnan(x).float(), (x == float("inf")).float(), (x == -float("inf")).float()
+    up = pinf @ pos.t() + ninf @ neg.t()      # +inf terms met by each output
+    down = pinf @ neg.t() + ninf @ pos.t()    # -inf terms
+    bad = (nan @ (pos + neg).t() > 0) | ((up > 0) & (down > 0))
+    y = torch.where(up > 0, torch.full_like(y, float("inf")), y)
+    y = torch.where(down > 0, torch.full_like(y, -float("inf")), y)
+    return torch.where(bad, torch.full_like(y, float("nan")), y)
+
+
 def ternary_project(x: torch.Tensor, packed: torch.Tensor, scale: float) -> torch.Tensor:
     p = unpack(packed, x.shape[-1]).to(x.dtype)
-    return (x @ p.t()) * scale
+    return signed_sum(x, p) * scale
 
 
 def ternary_project_t(g: torch.Tensor, packed: torch.Tensor, d: int, scale: float) -> torch.Tensor:
     p = unpack(packed, d).to(g.dtype)
-    return (g @ p) * scale
+    return signed_sum(g, p.t()) * scale
 
 
 def conv_out_size(size: int, k: int, s: int, p: int, dil: int) -> int:
@@ -84,13 +106,17 @@ def conv_out_size(size: int, k: int, s: int, p: int, dil: int) -> int:
 
 
 def conv_project_dense(x: torch.Tensor, p: torch.Tensor, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
-                       dh: int, dw: int, groups: int) -> torch.Tensor:
-    """P (dense [k, d], scale included) on the im2col patches of each group: [B, groups*k, H', W']."""
+                       dh: int, dw: int, groups: int, *, sparse: bool = False) -> torch.Tensor:
+    """P (dense [k, d], scale included) on the im2col patches of each group: [B, groups*k, H', W'].
+    `sparse`: zeros of P skip non-finite patch entries (`signed_sum`, the kernels' semantics; p in {-1, 0, 1})."""
     b, c, h, w = x.shape
     ho, wo = conv_out_size(h, kh, sh, ph, dh), conv_out_size(w, kw, sw, pw, dw)
     cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))  # [B, C*kh*kw, L]
     cols = cols.view(b, groups, c // groups * kh * kw, ho * wo)  # [B, G, d, L]
-    y = torch.matmul(p.to(x.dtype), cols)  # [B, G, k, L]
+    if sparse:
+        y = signed_sum(cols.transpose(-1, -2), p.to(x.dtype)).transpose(-1, -2)  # [B, G, k, L]
+    else:
+        y = torch.matmul(p.to(x.dtype), cols)  # [B, G, k, L]
     return y.reshape(b, groups * p.shape[0], ho, wo)
 
 
@@ -98,7 +124,7 @@ def ternary_conv_project(x: torch.Tensor, packed: torch.Tensor, scale: float, kh
                          ph: int, pw: int, dh: int, dw: int, groups: int) -> torch.Tensor:
     d = x.shape[1] // groups * kh * kw
     p = unpack(packed, d).to(x.dtype)
-    return conv_project_dense(x, p, kh, kw, sh, sw, ph, pw, dh, dw, groups) * scale
+    return conv_project_dense(x, p, kh, kw, sh, sw, ph, pw, dh, dw, groups, sparse=True) * scale
 
 
 def ternary_conv_epilogue(y: torch.Tensor, w: torch.Tensor, b, groups: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ from .checkpoint import load_checkpoint
 from .config import RECIPES, TrainConfig
 from .hooks import HookList, Hooks
 from .loop import evaluate, fit, noisy_fgsm, pgd, train_model
+from .rundir import RunDirError
 
 __all__ = ["TrainConfig", "RECIPES", "Hooks", "HookList", "fit", "train_model", "load_checkpoint", "evaluate",
-           "pgd", "noisy_fgsm"]
+           "pgd", "noisy_fgsm", "RunDirError"]

@@ -6,14 +6,16 @@ pick) is three files:
 * ``<name>.<tag>.safetensors``        the model's state_dict (weights and buffers, noise-stream states);
 * ``<name>.<tag>.state.safetensors``  the optimizer state's tensors and the torch / CUDA RNG states;
 * ``<name>.json``                     config, model spec (to rebuild the architecture), epoch, the file
-  names above, the optimizer's non-tensor state, the scheduler state, numpy / python / fastnoise RNG
-  states, metrics, history.
+  names above, the model's non-tensor state_dict entries (``extra_state``: the configurations that
+  `fastnoise.nn.NoiseModule` layers save as ``<prefix>_extra_state``), the optimizer's non-tensor state,
+  the scheduler state, numpy / python / fastnoise RNG states, metrics, history.
 
 `<tag>` is new for every save. The two safetensors files are written first (each to a temporary name,
 then ``os.replace``), then the JSON (temporary name + ``os.replace``): replacing the JSON is the one
 commit point, so a run killed at any moment leaves either the previous checkpoint or the new one,
 complete. Files of older tags are deleted after the commit. Both safetensors files carry the JSON's
-token in their metadata, and loading checks it.
+token in their metadata, and loading checks it. A file that is truncated, not JSON / safetensors, or not
+a fastnoise checkpoint is a ValueError naming the file.
 """
 from __future__ import annotations
 
@@ -60,12 +62,19 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], token: str) -> N
 def _load_tensors(path: Path, token: Optional[str], device: Union[str, torch.device] = "cpu") -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} is missing")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on a damaged file
+        raise ValueError(f"checkpoint file {path} is not a readable safetensors file ({type(e).__name__}: {e}); "
+                         f"it is truncated or was not written by fastnoise train") from None
     if token is not None and meta.get("token") != token:
         raise ValueError(f"checkpoint file {path} does not belong to its JSON (token mismatch: "
                          f"the files were modified or mixed up)")
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:
+        raise ValueError(f"checkpoint file {path} is damaged ({type(e).__name__}: {e})") from None
 
 
 def resolve_path(path: _PathLike) -> Path:
@@ -85,6 +94,9 @@ def resolve_path(path: _PathLike) -> Path:
             break
     j = p.with_name(name + ".json")
     if not j.is_file():
+        if p.is_file():
+            raise ValueError(f"{p}: not a fastnoise checkpoint (expected a run folder, a checkpoint <name>.json or one "
+                             f"of its .safetensors files; {j.name} not found next to it)")
         raise FileNotFoundError(f"checkpoint {j} not found")
     return j
 
@@ -184,6 +196,28 @@ def noise_modes(model: torch.nn.Module) -> dict[str, str]:
     return {n: m.noise_mode for n, m in model.named_modules() if isinstance(m, NoiseModule)}
 
 
+def split_state_dict(sd: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors for safetensors, JSON of the other entries): a module's ``get_extra_state()`` (e.g. a NENNI or
+    noise layer's configuration) is any object, stored as JSON, never pickled."""
+    tensors, extra = {}, {}
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor):
+            tensors[k] = v
+            continue
+        try:
+            extra[k] = _to_json(v)
+        except TypeError as e:
+            raise TypeError(f"state_dict entry {k!r} ({type(v).__name__}) cannot be stored in a checkpoint: {e}; "
+                            f"a module's get_extra_state() must return JSON-able values (dicts, lists, numbers, "
+                            f"strings, 0-dim tensors)") from None
+    return tensors, extra
+
+
+def to_device(sd: dict, device: Union[str, torch.device]) -> dict:
+    """A state_dict with its tensors on `device` (extra-state entries unchanged)."""
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in sd.items()}
+
+
 def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_spec: dict, *, epoch: int,
          optimizer: Optional[torch.optim.Optimizer] = None, scheduler=None, extra: Optional[dict] = None) -> Path:
     """Write checkpoint `prefix` (.safetensors, .state.safetensors, .json) atomically; returns the JSON path."""
@@ -191,10 +225,12 @@ def save(prefix: _PathLike, model: torch.nn.Module, config: TrainConfig, model_s
     prefix.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     files = {"weights": f"{prefix.name}.{token[:12]}.safetensors", "state": f"{prefix.name}.{token[:12]}.state.safetensors"}
-    _save_tensors(prefix.with_name(files["weights"]), model.state_dict(), token)
+    weights, extra_state = split_state_dict(model.state_dict())
+    _save_tensors(prefix.with_name(files["weights"]), weights, token)
     rng_js, state_tensors = capture_rng()
     meta: dict[str, Any] = {"format": FORMAT, "token": token, "epoch": int(epoch), "files": files, "config": config.to_dict(),
-                            "model_spec": model_spec, "noise_modes": noise_modes(model), "rng": rng_js}
+                            "model_spec": model_spec, "noise_modes": noise_modes(model), "rng": rng_js,
+                            "extra_state": extra_state}
     if optimizer is not None:
         opt_js, opt_tensors = _split_optimizer(optimizer.state_dict())
         state_tensors.update(opt_tensors)
@@ -217,20 +253,40 @@ def _files(j: Path, meta: dict) -> dict:
     return meta.get("files", {"weights": f"{name}.safetensors", "state": f"{name}.state.safetensors"})
 
 
+def read_meta(j: Path) -> dict:
+    """The JSON of checkpoint `j`, checked: a ValueError naming the file when it is unreadable or foreign."""
+    try:
+        meta = json.loads(j.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{j}: not a readable fastnoise checkpoint JSON ({type(e).__name__}: {e}); the file is "
+                         f"truncated or is not a checkpoint written by fastnoise train") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{j}: not a fastnoise checkpoint (format {got!r}, expected {FORMAT!r})")
+    bad = [k for k, t in (("token", str), ("config", dict), ("model_spec", dict)) if not isinstance(meta.get(k), t)]
+    if bad or not isinstance(meta.get("files", {}), dict) or not isinstance(meta.get("extra_state", {}), dict):
+        raise ValueError(f"{j}: a damaged fastnoise checkpoint (missing or malformed {bad or ['files/extra_state']})")
+    return meta
+
+
 def weights_path(path: _PathLike) -> Path:
-    """The model-weights safetensors file of the checkpoint at `path` (a plain state_dict)."""
+    """The model-weights safetensors file of the checkpoint at `path` (its tensors; the non-tensor
+    state_dict entries are in the JSON's ``extra_state``)."""
     j = resolve_path(path)
-    return j.with_name(_files(j, json.loads(j.read_text()))["weights"])
+    return j.with_name(_files(j, read_meta(j))["weights"])
 
 
 def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, state: bool = False):
-    """(meta dict, model state_dict, state tensors or None) of the checkpoint at `path`."""
+    """(meta dict, model state_dict, state tensors or None) of the checkpoint at `path`.
+
+    The state_dict holds the weights file's tensors and the JSON's non-tensor entries (``extra_state``).
+    """
     j = resolve_path(path)
-    meta = json.loads(j.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{j}: not a fastnoise checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    meta = read_meta(j)
     files = _files(j, meta)
     weights = _load_tensors(j.with_name(files["weights"]), meta["token"], map_location)
+    for k, v in meta.get("extra_state", {}).items():
+        weights[k] = _from_json(v)
     tensors = _load_tensors(j.with_name(files["state"]), meta["token"], "cpu") if state else None
     return meta, weights, tensors
 
@@ -238,10 +294,14 @@ def read(path: _PathLike, map_location: Union[str, torch.device] = "cpu", *, sta
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """load_state_dict(strict) with an error naming every missing / unexpected key and shape mismatch."""
     own = model.state_dict()
+    # buffers registered as None (optional state, e.g. a NENNI layer's INT4 weights before quantize_()) are
+    # not in the model's state_dict: a checkpoint may hold them, and the module's own load makes room
+    optional = {f"{n}.{b}" if n else b for n, m in model.named_modules() for b, v in m._buffers.items() if v is None}
     missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
+    unexpected = sorted(set(weights) - set(own) - optional)
     shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+              for k in own if k in weights and isinstance(own[k], torch.Tensor) and isinstance(weights[k], torch.Tensor)
+              and tuple(weights[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -251,7 +311,10 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where
         if shapes:
             parts.append(f"shape mismatch: {shapes[:10]}{' ...' if len(shapes) > 10 else ''}")
         raise ValueError(f"the {where} does not fit this architecture; " + "; ".join(parts))
-    model.load_state_dict(weights, strict=True)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:  # (an optional buffer the module did not take: still named, with the file)
+        raise ValueError(f"the {where} does not fit this architecture: {e}") from None
 
 
 def build_from_spec(spec: dict, method: str = "none", method_options: Optional[dict] = None) -> torch.nn.Module:
@@ -272,7 +335,10 @@ def load_checkpoint(path: _PathLike, map_location: Union[str, torch.device] = "c
     Nothing is unpickled: weights come from safetensors, the rest from JSON.
     """
     meta, weights, _ = read(path, map_location)
-    config = TrainConfig.from_dict(meta["config"])
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{resolve_path(path)}: the checkpoint's config is not valid here: {e}") from None
     model = build_from_spec(meta["model_spec"], config.method, config.method_options)
     model.to(map_location)
     load_weights(model, weights, where=f"checkpoint {resolve_path(path)}")

@@ -3,10 +3,15 @@
     fastnoise train --config configs/digits_pgd.json --epochs 10 --out-dir runs/x
     fastnoise train --dataset cifar10 --model preact_resnet18 --recipe pgd --epochs 200
     fastnoise train --config cfg.json --resume            # continue a killed run from out_dir/last
+    fastnoise train --config cfg.json --overwrite         # replace the run in out_dir (else: an error)
     torchrun --nproc-per-node 4 -m fastnoise train --config cfg.json --distributed
 
 Every `TrainConfig` key has a flag (``--batch-size`` for batch_size); dict keys take JSON
 (``--method-options '{"k": 1}'``), ``--milestones 50,75``, booleans ``--early-stop true|false``.
+
+The output folder is locked while a run trains into it: a second run into the same folder fails at once,
+and a folder that already holds a run is refused unless ``--resume`` or ``--overwrite`` is given
+(`fastnoise.train.rundir`). Errors in the config or the output folder exit with status 2.
 """
 from __future__ import annotations
 
@@ -86,6 +91,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="JSON (or YAML) file of TrainConfig keys; flags override it")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run that out_dir holds (its checkpoints are deleted first)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -128,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     from .loop import fit
+    from .rundir import RunDirError
     try:
-        result = fit(config, resume=args.resume)
-    except FileNotFoundError as e:
+        result = fit(config, resume=args.resume, overwrite=args.overwrite)
+    except (FileNotFoundError, RunDirError, ValueError, TypeError) as e:  # bad out_dir / resume / options
         print(f"fastnoise train: error: {e}", file=sys.stderr)
         return 2
     if result.get("checkpoint"):

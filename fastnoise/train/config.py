@@ -9,6 +9,7 @@ from ..adversarial import RECIPES as _RECIPES
 
 #: the training recipes (`fastnoise.adversarial.RECIPES`)
 RECIPES = tuple(_RECIPES)
+MAX_SEED = 2 ** 63 - 1
 
 
 @dataclasses.dataclass
@@ -93,12 +94,13 @@ class TrainConfig:
             if v not in valid:
                 raise ValueError(f"{key} must be one of {list(valid)}, got {v!r}")
 
-        def integer(key, lo, optional=False):
+        def integer(key, lo, optional=False, hi=None):
             v = getattr(self, key)
             if optional and v is None:
                 return
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{key} must be an int >= {lo}{' or null' if optional else ''}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                within = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ValueError(f"{key} must be an int {within}{' or null' if optional else ''}, got {v!r}")
 
         def number(key, lo, lo_open=False, hi=None, optional=False):
             v = getattr(self, key)
@@ -118,6 +120,12 @@ class TrainConfig:
         for key in ("model_options", "method_options"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key} must be a dict (JSON object), got {getattr(self, key)!r}")
+            if not all(isinstance(k, str) for k in getattr(self, key)):
+                raise ValueError(f"{key} keys must be strings, got {sorted(map(repr, getattr(self, key)))}")
+        try:
+            models.check_options(self.model, self.model_options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model_options: {e}") from None
         try:
             methods.get(self.method).check_options(self.method_options)
         except (ValueError, TypeError) as e:
@@ -128,8 +136,8 @@ class TrainConfig:
         integer("epochs", 1)
         integer("batch_size", 1)
         integer("steps", 1, optional=True)
-        integer("val_samples", 0)
-        integer("seed", 0)
+        integer("val_samples", 1)  # 0 would early-stop on an empty validation set (accuracy 0 every epoch)
+        integer("seed", 0, hi=MAX_SEED)  # seeds torch, numpy and the Philox streams: 63 bits
         integer("workers", 0)
         number("lr", 0, lo_open=True)
         number("momentum", 0, hi=1)

@@ -2,11 +2,12 @@
 
 Reproducibility: every source of randomness is a pure function of (seed, epoch, step, rank): the data
 order (DistributedSampler seeded by ``seed``, ``set_epoch``), augmentation and the attacks' random
-starts (generators seeded per epoch / step), torch / numpy / python / fastnoise global RNGs (re-seeded
+starts (generators seeded per epoch / step; both drawn for the global batch, each rank taking its rows
+rank::world), torch / numpy / python / fastnoise global RNGs (re-seeded
 at each epoch start), and the noise streams of the layers (saved in the state_dict). A resumed run
 therefore ends bit-identical to an uninterrupted one on CPU. The attack's random start is drawn for
 the whole global batch and each rank takes its rows, so N ranks x B/N give the same attack as one
-process with batch B.
+process with batch B; BatchNorm layers use the moments of the global batch (`fastnoise.train.syncbn`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .. import data as fndata
 from .. import methods as fnmethods
 from ..adversarial import attack_mode, get_recipe, noisy_fgsm, pgd, uniform_rows  # noqa: F401  (public names)
 from . import checkpoint as ckpt
+from . import rundir, syncbn
 from .config import TrainConfig
 from .hooks import HookList, Hooks
 
@@ -64,7 +66,9 @@ def _count(model, x, y) -> int:
 
 def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: int, *, max_samples: Optional[int] = None,
              seed: int = 0, device: Optional[torch.device] = None) -> dict:
-    """Clean and PGD-`steps` (random start) accuracy of `model` as deployed (eval mode, noise modes kept)."""
+    """Clean and PGD-`steps` (random start) accuracy of `model` as deployed (eval mode, noise modes kept).
+
+    At eps 0 no perturbation exists: the robust accuracy is the clean accuracy (no attack is run)."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
@@ -83,7 +87,8 @@ def evaluate(model: torch.nn.Module, loader, eps: float, alpha: float, steps: in
             n += len(y)
     finally:
         model.train(was)
-    return {"n": n, "clean": clean / max(n, 1), "robust": (robust / max(n, 1)) if steps > 0 and eps > 0 else None}
+    robust_acc = (robust / max(n, 1)) if steps > 0 and eps > 0 else (clean / max(n, 1) if eps == 0 else None)
+    return {"n": n, "clean": clean / max(n, 1), "robust": robust_acc}
 
 
 # ---- distributed ----------------------------------------------------------------------------------
@@ -163,6 +168,24 @@ def build_model(config: TrainConfig, splits: fndata.Splits) -> torch.nn.Module:
     return ckpt.build_from_spec(model_spec(config, splits), config.method, config.method_options)
 
 
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, world: int, global_batch: int) -> torch.Tensor:
+    """The loss whose DDP gradient mean is the gradient of the global batch's mean cross-entropy: the mean
+    in one process; with N ranks, sum(local) * N / global_batch (the last batch of an epoch is uneven
+    across ranks: `fastnoise.data.GlobalBatchSampler`)."""
+    if world == 1:
+        return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits, y, reduction="sum") * (world / global_batch)
+
+
+def _score(v: Optional[float]) -> float:
+    """Early-stopping score of a validation accuracy (None: no attack was run, never an improvement)."""
+    return -1.0 if v is None else float(v)
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def _progress(iterable, quiet: bool, rank: int, **kw):
     disable = quiet or rank != 0 or not sys.stderr.isatty()
     if disable:
@@ -177,7 +200,7 @@ def _check_finite(loss: torch.Tensor, epoch: int, step: int, optimizer) -> None:
                                  f"lower lr (now {optimizer.param_groups[0]['lr']})")
 
 
-def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False) -> dict:
+def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Load the data set, build (and convert) the model, train it per `config`; see `train_model`.
 
     With ``config.distributed`` and no process group yet, one is created from the torchrun environment
@@ -190,20 +213,34 @@ def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = Fa
     try:
         splits = fndata.load(config.dataset, config.data_root, seed=config.seed)
         model = build_model(config, splits)
-        return train_model(model, splits, config, hooks, resume=resume)
+        return train_model(model, splits, config, hooks, resume=resume, overwrite=overwrite)
     finally:
         d.close()
 
 
 def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConfig, hooks: Optional[Hooks] = None,
-                *, resume: bool = False) -> dict:
+                *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train `model` on `splits` per `config`; checkpoints go to ``config.out_dir`` (rank 0 only).
 
     Returns a dict: out_dir, checkpoint (JSON path of the model returned: best with early_stop, else
     last), epochs, best_epoch, best_val_robust, test_clean / test_robust (PGD-`steps`, on rank 0 when
     ``test_eval``), test_attack, train_time_s, history (per-epoch metrics). `resume`: continue from
     ``out_dir/last`` (the config must match it except for RESUMABLE_CHANGES).
+
+    The output folder is claimed before anything is trained (`fastnoise.train.rundir`): it must be
+    writable, it is locked for the run (a concurrent run into it fails at once with `RunDirError`), and a
+    folder that holds a run needs `resume` (continue it) or `overwrite` (delete its checkpoints first).
     """
+    config.validate()
+    d = _Dist(config)  # reuses the process group of fit() or of the caller
+    with rundir.claim_distributed(Path(config.out_dir), resume=resume, overwrite=overwrite, rank=d.rank,
+                                  world=d.world):
+        return _train_model(model, splits, config, hooks, resume=resume)
+
+
+def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConfig, hooks: Optional[Hooks] = None,
+                 *, resume: bool = False) -> dict:
+    """`train_model` while the output folder is claimed."""
     config.validate()
     hooks = HookList(fnmethods.get(config.method).hooks(config), hooks)  # the method's, then the caller's
     recipe = get_recipe(config.resolved_recipe())
@@ -217,6 +254,8 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
     spec = model_spec(config, splits)
     out = Path(config.out_dir)
     model.to(device)
+    if d.world > 1:  # BatchNorm over the global batch: N ranks x B/N train what one process does with B
+        model = syncbn.sync_batchnorm(model, device)
     train_loader, val_loader, test_loader = fndata.loaders(splits, local_bs, seed=config.seed,
                                                            distributed=d.world > 1, workers=config.workers)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -231,7 +270,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         if diff:
             raise ValueError(f"cannot resume {out}: the config differs from the checkpoint's in {diff} "
                              f"(only {list(TrainConfig.RESUMABLE_CHANGES)} may change)")
-        ckpt.load_weights(model, {k: v.to(device) for k, v in weights.items()}, where=f"checkpoint {out / 'last.json'}")
+        ckpt.load_weights(model, ckpt.to_device(weights, device), where=f"checkpoint {out / 'last.json'}")
         optimizer.load_state_dict(ckpt._join_optimizer(meta["optimizer"], {k: v.to(device) for k, v in tensors.items()}))
         scheduler.load_state_dict(ckpt._from_json(meta["scheduler"]))
         scheduler.milestones = collections.Counter(config.resolved_milestones())  # epochs may grow
@@ -265,8 +304,9 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             f"x{d.world} device={device} out={out}" + (f" (resumed at epoch {start_epoch})" if resume else ""))
     for epoch in range(start_epoch, config.epochs):
         seed_everything(mix_seed(config.seed, epoch, d.rank))
-        train_loader.sampler.set_epoch(epoch)
-        aug_gen = torch.Generator().manual_seed(mix_seed(config.seed, epoch, d.rank, 1))
+        fndata.set_epoch(train_loader, epoch)
+        # one generator for the global batch (rank 0's seed): each rank takes its rows (RandomCropFlip rank/world)
+        aug_gen = torch.Generator().manual_seed(mix_seed(config.seed, epoch, 0, 1))
         model.train()
         te = time.perf_counter()
         tot_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -275,8 +315,10 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         bar = _progress(train_loader, config.quiet, d.rank, desc=f"epoch {epoch + 1}/{config.epochs}")
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            gb = min(config.batch_size, len(splits.train) - step * config.batch_size)  # this step's global batch
             if config.augment and splits.augment is not None:
-                x = splits.augment(x, aug_gen)
+                x = splits.augment(x, aug_gen) if d.world == 1 else splits.augment(x, aug_gen, rank=d.rank,
+                                                                                   world=d.world, total=gb)
             x_train = x
             hooks.before_attack(model)
             if recipe.attacks and eps > 0:
@@ -287,9 +329,13 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             step_out = hooks.update(model, net, optimizer, x, x_train, y)  # a method's own update (e.g. forward-only)
             if step_out is None:
                 step_out = hooks.loss(net, x, x_train, y)  # a method's loss from clean + adversarial batches
-                loss, logits = step_out if step_out is not None else (None, net(x_train))
-                if loss is None:
-                    loss = F.cross_entropy(logits, y)
+                if step_out is not None:
+                    loss, logits = step_out
+                    if d.world > 1:  # a mean over this rank's rows -> its share of the global batch's mean
+                        loss = loss * (len(y) * d.world / gb) if len(y) else logits.sum() * 0.0
+                else:
+                    logits = net(x_train)
+                    loss = _cross_entropy(logits, y, d.world, gb)
                 extra = hooks.extra_loss(model, x_train, y, logits)
                 if extra is not None:
                     loss = loss + extra
@@ -301,7 +347,7 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
                 loss, logits = step_out
                 _check_finite(loss, epoch, step, optimizer)
             hooks.after_step(model)
-            tot_loss += loss.detach().double() * len(y)
+            tot_loss += loss.detach().double() * (len(y) if d.world == 1 else gb / d.world)
             tot_correct += (logits.detach().argmax(1) == y).sum()
             n_seen += len(y)
             if hasattr(bar, "set_postfix") and step % 10 == 0:
@@ -325,12 +371,12 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
         hooks.on_epoch_end(model, epoch + 1, metrics)
         history.append(metrics)
         if d.rank == 0:
-            improved = config.early_stop and (metrics.get("val_robust") or 0.0) > best["val_robust"]
+            improved = config.early_stop and _score(metrics.get("val_robust")) > _score(best["val_robust"])
             if improved:
                 best = {"epoch": epoch + 1, "val_robust": metrics["val_robust"]}
                 save("best", epoch + 1, with_state=False)
             save("last", epoch + 1, with_state=True)
-            val = (f" val clean {metrics['val_clean']:.4f} PGD {metrics['val_robust']:.4f}"
+            val = (f" val clean {metrics['val_clean']:.4f} PGD {_fmt(metrics['val_robust'])}"
                    if config.early_stop else "")
             log(f"epoch {epoch + 1}/{config.epochs} loss {metrics['train_loss']:.4f} train acc {metrics['train_acc']:.4f}"
                 f"{val} lr {metrics['lr']:.4g} {metrics['epoch_time_s']:.1f}s" + (" *" if improved else ""))
@@ -351,6 +397,6 @@ def train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainConf
             t = evaluate(model, test_loader, eps, alpha, steps, seed=mix_seed(config.seed, 100), device=device)
             result.update(test_clean=t["clean"], test_robust=t["robust"])
             log(f"test ({'best epoch ' + str(best['epoch']) if chosen.name == 'best.json' else 'last epoch'}): "
-                f"clean {t['clean']:.4f} {result['test_attack']} {t['robust']:.4f}  [{train_time:.1f}s training]")
+                f"clean {t['clean']:.4f} {result['test_attack']} {_fmt(t['robust'])}  [{train_time:.1f}s training]")
     d.barrier()
     return result

@@ -383,7 +383,7 @@ def test_recipe_null_is_the_methods_and_resumes_a_run_saved_with_it(tmp_path):
     fit(cfg)
     r = fit(tiny(tmp_path, recipe=None, epochs=2), resume=True)  # "pgd" saved, null given: the same recipe
     assert [h["epoch"] for h in r["history"]] == [1, 2]
-    assert TrainConfig(method="rse").resolved_recipe() == "pgd"
+    assert TrainConfig(method="rse").resolved_recipe() == "standard"  # RSE trains on clean data
     with pytest.raises(ValueError, match="cannot resume"):
         fit(tiny(tmp_path, recipe="standard", epochs=3), resume=True)
 

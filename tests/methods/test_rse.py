@@ -81,3 +81,30 @@ def test_rse_inference_rule_is_the_mean_softmax_ensemble():
         probs = torch.stack([torch.softmax(model(x), 1) for _ in range(ENSEMBLE)]).mean(0)
     torch.testing.assert_close(out, probs.log(), rtol=1e-6, atol=1e-6)
     assert fnn.is_randomized(deployed)
+
+
+# ---- the full RSE recipe: init / inner levels, clean training, the common method checks ----------------
+
+from method_checks import (check_conversion, check_paper_config_starts, check_resume_bit_identical,  # noqa: E402
+                           check_state_dict_round_trip, resnet18)
+
+
+def test_rse_init_and_inner_levels_and_recipe():
+    from fastnoise.methods import get
+    from fastnoise.train import TrainConfig
+    check_conversion("rse", {"seed": 0}, (fnn.GaussianNoise,), 3, 20)
+    m = fastnoise.convert(resnet18(), "rse", seed=0)
+    levels = [n.sigma for n in m.modules() if isinstance(n, fnn.GaussianNoise)]
+    assert levels[0] == 0.2 and set(levels[1:]) == {0.1}  # RobustNet train_rse.sh: init 0.2, inner 0.1
+    assert get("rse").training.recipe == "standard" and TrainConfig(method="rse").resolved_recipe() == "standard"
+    with pytest.raises(ValueError, match="sigma_first must be a finite number >= 0.0"):
+        fastnoise.convert(resnet18(), "rse", sigma_first=-0.2)
+
+
+def test_rse_state_dict_round_trip_and_resume(tmp_path):
+    check_state_dict_round_trip("rse", {"seed": 1})
+    check_resume_bit_identical(tmp_path, "rse", {"seed": 1}, recipe=None)
+
+
+def test_rse_paper_config_starts(tmp_path):
+    check_paper_config_starts(tmp_path, "cifar10_rse", "rse")
