@@ -17,6 +17,8 @@ t0=$(date +%s)
 torch_pin=$("$py" -c 'import torch; print(torch.__version__)')
 # setup.py rewrites fastnoise/_build_info.json for what it builds: keep the editable install's own
 [ -f fastnoise/_build_info.json ] && cp fastnoise/_build_info.json "$work/build_info.json"
+# build/lib keeps the modules of earlier builds: a capability no longer built would ride along in the wheel
+rm -f build/lib*/fastnoise/_C_*.so
 MAX_JOBS=${MAX_JOBS:-2} "$py" -m pip --disable-pip-version-check wheel -q --no-build-isolation --no-deps -w "$work/dist" .
 [ -f "$work/build_info.json" ] && cp "$work/build_info.json" fastnoise/_build_info.json
 wheel=$(ls "$work"/dist/fastnoise-*.whl)
