@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """`make gpu-check`: the whole GPU validation of fastnoise in one command, one Markdown report + one CSV.
 
-    python tools/gpu_check.py OUT_DIR [--dry-run] [--budget 480]
+    python tools/gpu_check.py OUT_DIR [--dry-run] [--budget 480] [--grace 45]     (or: bash tools/gpu-check)
+
+OUT_DIR gets report.md and report.csv (rewritten after every stage) and logs.tar.gz (the raw logs, at the end).
+A watchdog stops everything at budget + grace seconds: the running stage is killed and reported
+"failed: global timeout", the later ones "not run: global timeout", and the report is written (exit 2).
 
 Stages, each with a time budget (unused time passes to the next stage; everything ends within --budget
 seconds, 8 minutes by default, on an H100/H200-class machine), in this order:

@@ -15,8 +15,12 @@ work=$(mktemp -d /tmp/fastnoise-wheel.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 t0=$(date +%s)
 torch_pin=$("$py" -c 'import torch; print(torch.__version__)')
+# triton too (the [triton] extra, pinned as in the dev venv): the op tests iterate over every backend of the table
+triton_pin=$("$py" -c 'import triton; print(triton.__version__)')
 # setup.py rewrites fastnoise/_build_info.json for what it builds: keep the editable install's own
 [ -f fastnoise/_build_info.json ] && cp fastnoise/_build_info.json "$work/build_info.json"
+# build/lib keeps the modules of earlier builds: a capability no longer built would ride along in the wheel
+rm -f build/lib*/fastnoise/_C_*.so
 MAX_JOBS=${MAX_JOBS:-2} "$py" -m pip --disable-pip-version-check wheel -q --no-build-isolation --no-deps -w "$work/dist" .
 [ -f "$work/build_info.json" ] && cp "$work/build_info.json" fastnoise/_build_info.json
 wheel=$(ls "$work"/dist/fastnoise-*.whl)
@@ -24,7 +28,7 @@ echo "[wheel] built $(basename "$wheel") ($(du -h "$wheel" | cut -f1)) in $(( $(
   $(unzip -l "$wheel" | grep -o 'fastnoise/_C_[a-z0-9_]*' | sort -u | tr '\n' ' ')
 "$py" -m venv "$work/venv"
 vpy="$work/venv/bin/python"
-"$vpy" -m pip --disable-pip-version-check install -q "torch==$torch_pin" numpy tqdm safetensors pytest pytest-timeout
+"$vpy" -m pip --disable-pip-version-check install -q "torch==$torch_pin" "triton==$triton_pin" numpy tqdm safetensors pytest pytest-timeout
 "$vpy" -m pip --disable-pip-version-check install -q --no-deps "$wheel"
 echo "[wheel] fresh venv with torch $torch_pin + the wheel in $(( $(date +%s) - t0 )) s"
 cd "$work"
