@@ -14,10 +14,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
-PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout hypothesis
+PYDEPS := numpy scipy tqdm safetensors scikit-learn matplotlib ninja pytest pytest-benchmark pytest-timeout pytest-xdist hypothesis
 CSRC := $(shell find csrc -type f) setup.py pyproject.toml
 
-.PHONY: setup demo test test-cpu-capabilities wheel-check bench cuda-check gpu-check clean
+.PHONY: setup demo test test-full test-cpu-capabilities wheel-check bench cuda-check gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -56,10 +56,18 @@ cuda-check:
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
 
 # CI: the suite, then the GPU check's dry run (lists every GPU test and benchmark case) and the wheel in a fresh venv.
+# CI: two pytest workers (the Triton interpreter is single-threaded Python) and every 4th Triton-on-CPU case
+# of each test function (design note 52); `make test-full` runs every case.
+TEST_WORKERS ?= 2
+TRITON_SUBSET ?= 4
 test: setup cuda-check
-	TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TRITON_INTERPRET=1 $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900
+	FASTNOISE_TRITON_SUBSET=$(TRITON_SUBSET) TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TRITON_INTERPRET=1 \
+	  $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS)
 	bash tools/gpu-check runs/gpu-check-dry --dry-run
 	$(MAKE) --no-print-directory wheel-check
+
+test-full:
+	$(MAKE) --no-print-directory test TRITON_SUBSET=1
 
 # The wheel (pip wheel --no-build-isolation: reuses make setup's objects, only links) installed with the same
 # torch into a fresh venv, a test subset run there. FASTNOISE_CPU_CAPABILITIES=generic,avx2,avx512 for the full

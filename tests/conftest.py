@@ -36,8 +36,36 @@ def _needs_gpu(item) -> bool:
     return False
 
 
+def _triton_subset(config, items) -> None:
+    """FASTNOISE_TRITON_SUBSET=k (CI sets 4, design note 52): under the Triton interpreter keep every k-th
+    Triton-on-CPU case of each test function (the first always), so every Triton kernel and test still runs
+    in CI while the interpreter's cost shrinks k-fold; `make test-full` (k = 1) and the GPU check run all."""
+    k = os.environ.get("FASTNOISE_TRITON_SUBSET", "1")
+    if not k.isdigit() or int(k) < 1:
+        raise pytest.UsageError(f"FASTNOISE_TRITON_SUBSET must be an integer >= 1, got {k!r}")
+    k = int(k)
+    if k == 1 or os.environ.get("TRITON_INTERPRET") != "1":
+        return
+    seen: dict = {}
+    keep, drop = [], []
+    for item in items:
+        cs = getattr(item, "callspec", None)
+        if cs is not None and "triton" in cs.id.split("-") and "cuda" not in cs.id.split("-"):
+            key = (item.module.__name__ if item.module else "", item.originalname)
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+            if n % k:
+                drop.append(item)
+                continue
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every GPU test `gpu` (pyproject.toml): `pytest -m gpu` is what `make gpu-check` runs on a GPU."""
+    _triton_subset(config, items)
     for item in items:
         if _needs_gpu(item):
             item.add_marker(pytest.mark.gpu)

@@ -41,5 +41,5 @@ EOF
 # the build, capability dispatch and bit-identity tests, the RNG, a noise op and mask_blend on the C++ kernels
 "$vpy" -m pytest -q -p no:cacheprovider --timeout=600 -k "not triton" \
   "$root/tests/test_build.py" "$root/tests/test_cpu_capability.py" "$root/tests/ops/test_rng.py" \
-  "$root/tests/ops/test_noise_add.py" "$root/tests/ops/test_mask_blend.py"
+  "$root/tests/ops/test_noise_add.py"
 echo "[wheel] passed in $(( $(date +%s) - t0 )) s"

@@ -6,6 +6,8 @@ fresh one, (c) the whole update replaced by a forward-only gradient estimator.""
 import json
 from pathlib import Path
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,7 +117,9 @@ def test_registered_method_is_listed_and_converts(registered):
         fastnoise.convert(fastnoise.models.build("mlp", 4, 1, 8, width=16), "toy_noise", sgima=0.2)
     with pytest.raises(ValueError, match=r"sigma must be a finite number >= 0.0, got -1"):
         fastnoise.convert(fastnoise.models.build("mlp", 4, 1, 8, width=16), "toy_noise", sigma=-1)
-    with pytest.raises(ValueError, match=r"method must be one of \['nenni', 'rse', 'toy_noise'\], got 'toy'"):
+    listed = re.escape(str(sorted(methods.names())))
+    assert "'toy_noise'" in listed
+    with pytest.raises(ValueError, match=rf"method must be one of {listed}, got 'toy'"):
         fastnoise.convert(model, "toy")
     with pytest.raises(ValueError, match="already registered"):
         methods.register(Toy())
