@@ -80,8 +80,8 @@ def test_pgd_adversarial_examples_identical():
 
 def test_inference_draws_equal_sequential():
     x, y = _data(7)
-    seq = _correct(_rse(2), x, y, 3, 4, 0, batch=False)
-    bat = _correct(_rse(2), x, y, 3, 4, 0, batch=True, max_batch=7)
+    seq = _correct(_rse(2), x, y, 3, 4, 0, 10, batch=False)
+    bat = _correct(_rse(2), x, y, 3, 4, 0, 10, batch=True, max_batch=7)
     assert seq.shape == bat.shape == (4, 7) and float((seq == bat).float().mean()) > 0.9
 
 
@@ -90,8 +90,8 @@ def test_batchable_rules():
     assert batchable(m)
     assert not batchable(m.train())  # train-mode BatchNorm mixes the samples of a batch
     m.eval()
-    assert not batchable(torch.nn.Sequential(_TorchRngNoise().eval(), m))  # torch-RNG noise: sequential passes
-    assert batchable(torch.nn.Sequential(_TorchRngNoise().set_noise_mode("off").eval(), m))  # inactive: no draws
+    assert not batchable(torch.nn.Sequential(_TorchRngNoise(), m).eval())  # torch-RNG noise: sequential passes
+    assert batchable(torch.nn.Sequential(_TorchRngNoise().set_noise_mode("off"), m).eval())  # inactive: no draws
     with pytest.raises(TypeError, match="batch must be None"):
         EOTModel(m, 2, batch="yes")
     with pytest.raises(ValueError, match="max_batch"):
