@@ -132,3 +132,12 @@ def check_paper_config_starts(tmp_path, name: str, method: str) -> dict:
     r = train_model(model, splits, cfg)
     assert len(r["history"]) == 1 and r["history"][0]["train_loss"] == r["history"][0]["train_loss"]  # finite, not NaN
     return r
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse in every module that imports it: one intra-op thread (bit-identical resume checks)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,18 +12,12 @@ from fastnoise.methods.ctrw import algorithm2, bounds, ctrw_layer, lower_bound
 from fastnoise.nn import CTRWConv2d
 from fastnoise.train import Hooks, fit
 
+from method_checks import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from method_checks import (check_conversion, check_paper_config_starts, check_resume_bit_identical,
                            check_state_dict_round_trip, resnet18, small_cnn, tiny)
 
 SMALL = {"input_size": [8, 8]}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_ctrw_converts_the_conv_at_its_position():

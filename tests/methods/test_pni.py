@@ -9,16 +9,10 @@ from fastnoise.methods import get
 from fastnoise.methods._common import EnsembleLoss
 from fastnoise.nn import PNIConv2d, PNILinear
 
+from method_checks import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from method_checks import (check_conversion, check_paper_config_starts, check_resume_bit_identical,
                            check_state_dict_round_trip, small_cnn)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_pni_converts_every_conv_and_linear():

@@ -18,14 +18,7 @@ from fastnoise.cli import main as cli_main
 from fastnoise.methods import (Bits, CostModel, Evaluation, Hooks, LayerCost, Method, Option, TrainingRecipe, number)
 from fastnoise.nn import GaussianNoise, MeanSoftmax, NoiseModule
 from fastnoise.train import TrainConfig, fit, load_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from method_checks import one_thread  # noqa: F401  (autouse: one intra-op thread)
 
 
 @pytest.fixture

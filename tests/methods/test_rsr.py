@@ -11,17 +11,11 @@ from fastnoise.methods.rsr import RSRHooks, prune, sparsity
 from fastnoise.nn import CNIConv2d, CNILinear, is_randomized
 from fastnoise.train import load_checkpoint
 
+from method_checks import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from method_checks import (check_conversion, check_paper_config_starts, check_resume_bit_identical,
                            check_state_dict_round_trip, small_cnn, tiny)
 from fastnoise.train import fit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_rsr_converts_every_conv_and_linear():

@@ -8,18 +8,12 @@ from fastnoise.methods import get
 from fastnoise.nn import SAL
 from fastnoise.train import TrainConfig
 
+from method_checks import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from method_checks import (check_conversion, check_paper_config_starts, check_resume_bit_identical,
                            check_state_dict_round_trip, resnet18, small_cnn)
 
 SMALL = {"input_size": [8, 8]}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_sal_goes_in_front_of_the_model():
