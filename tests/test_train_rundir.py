@@ -40,13 +40,32 @@ def _env():
     return env
 
 
+_GATED_RUN = """
+import sys, time
+from pathlib import Path
+from fastnoise.train import Hooks, TrainConfig, fit
+
+class Gate(Hooks):
+    # holds the run (and its lock) after epoch 1 until the test creates the gate file
+    def on_epoch_end(self, model, epoch, metrics):
+        t0 = time.monotonic()
+        while epoch == 1 and not Path(sys.argv[2]).exists() and time.monotonic() - t0 < 300:
+            time.sleep(0.02)
+
+fit(TrainConfig(dataset="synthetic", model="small_cnn", model_options={"width": 4, "hidden": 16}, epochs=3,
+                quiet=True, test_eval=False, early_stop=False, device="cpu", out_dir=sys.argv[1]), hooks=Gate())
+"""
+
+
 def test_two_concurrent_runs_into_one_folder(tmp_path):
-    """The issue's case: both runs used to exit 0 and the first one's checkpoint was gone."""
-    out = tmp_path / "run"
+    """The issue's case: both runs used to exit 0 and the first one's checkpoint was gone. The first run is
+    held after its first epoch by a hook until the checks are done, so the race cannot end it early."""
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    first = subprocess.Popen([sys.executable, "-c", _GATED_RUN, str(out), str(gate)], env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     argv = [sys.executable, "-m", "fastnoise", "train", "--dataset", "synthetic", "--model", "small_cnn",
-            "--model-options", '{"width": 4, "hidden": 16}', "--epochs", "6", "--quiet", "true", "--test-eval",
+            "--model-options", '{"width": 4, "hidden": 16}', "--epochs", "3", "--quiet", "true", "--test-eval",
             "false", "--early-stop", "false", "--device", "cpu", "--out-dir", str(out)]
-    first = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         lock = out / rundir.LOCK_NAME
         t0 = time.monotonic()
@@ -59,9 +78,11 @@ def test_two_concurrent_runs_into_one_folder(tmp_path):
         # the same for the Python API, in this process (another open file description: flock conflicts)
         with pytest.raises(RunDirError, match="in use by another fastnoise train run"):
             fit(tiny(out))
+        assert first.poll() is None  # the checks ran while the first run held the folder
     finally:
+        gate.touch()
         assert first.wait(timeout=600) == 0, first.stderr.read()
-    assert json.loads((out / "last.json").read_text())["epoch"] == 6  # the first run's checkpoint is whole
+    assert json.loads((out / "last.json").read_text())["epoch"] == 3  # the first run's checkpoint is whole
     load_checkpoint(out)
 
 
