@@ -12,7 +12,7 @@
 // Exact rewrites that keep the reference's values bit for bit: 1 - uniform(w) = (2^24 - (w >> 8)) * 2^-24
 // (the log takes the integer and a -24 exponent shift), t = (w >> 8) * (2 pi 2^-24), and -2 log as in
 // fastmath::neg2_log_fast. The accuracy against the float64 reference is tested exhaustively per factor and
-// over a long stream (tests/ops/test_rng_accuracy.py; bound in fastnoise/rng.py).
+// over a long stream (tests/ops/test_philox_accuracy.py; bound in fastnoise/rng.py).
 //
 // Bits: integer work is exact; the float operations are IEEE add / sub / mul / sqrt / conversions with
 // contraction into FMA switched off in every generating function (FN_FP_CONTRACT_OFF_BEGIN, fastmath.h), so a build for

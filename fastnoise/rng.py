@@ -43,8 +43,8 @@ __all__ = ["raw", "uniform", "normal", "manual_seed", "make_state", "next_state"
 KIND_RAW, KIND_UNIFORM, KIND_NORMAL = 0, 1, 2
 
 #: the "few ulp" of the normals' contract: |normal - reference| <= NORMAL_ULP_BOUND * 2**-23 * max(|ref|, 1)
-#: against the float64 Box-Muller of fastnoise.reference.rng, for every backend (tests/ops/test_rng.py,
-#: tests/ops/test_rng_accuracy.py)
+#: against the float64 Box-Muller of fastnoise.reference.rng, for every backend (tests/ops/test_philox.py,
+#: tests/ops/test_philox_accuracy.py)
 NORMAL_ULP_BOUND = 4.0
 _DEVICE = Union[str, torch.device]
 

@@ -257,7 +257,7 @@ def _site_noise(backend, site, n_elems, device="cpu"):
 def test_raw_noise_is_the_documented_stream_element(backend, site, base):
     """Each site's noise is element ``offset + base + index`` of the stream: bit-identical to
     fastnoise.rng.normal of the same backend (whose raw words are bit-identical across backends,
-    tests/test_rng.py), and within a few ulp of the reference's."""
+    tests/ops/test_philox.py), and within a few ulp of the reference's."""
     n = 37
     got = _site_noise(backend, site, n)
     rng_backend = "reference" if backend == "reference" else backend

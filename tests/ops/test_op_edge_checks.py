@@ -1,6 +1,7 @@
 """Regression tests of issue 16's "silent result" and "internal message" cases in the ops, the RNG, the
 layers and the model / config checks: each is a clear ValueError / TypeError naming the argument, or
-(empty shapes) a correct result."""
+(empty shapes) a correct result. The cases of one op's own functions live in its file: the RNG streams in
+tests/ops/test_philox.py, INT4 quantization in tests/ops/test_int4.py."""
 import pytest
 import torch
 
@@ -9,23 +10,12 @@ import fastnoise.models
 import fastnoise.train
 from fastnoise import rng
 from fastnoise.nn import LearnableNoise, NENNIConv2d, NENNILinear
-from fastnoise.ops import dequantize_int4, noise_add, noise_mul, noise_sal, quantize_int4, sampled_linear
+from fastnoise.ops import noise_add, noise_mul, noise_sal, sampled_linear
 
 MAX = 2 ** 63 - 1
 
 
-# ---- RNG ------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("fn", [rng.raw, rng.uniform, rng.normal])
-def test_rng_counts_and_ranges(fn):
-    with pytest.raises(ValueError, match=r"count must be an int in \[0, 9223372036854775807\], got 18446744073709551616"):
-        fn(2 ** 64, 0)  # was: "Expected a value of type 'int' ... found type 'int'"
-    with pytest.raises(ValueError, match="offset \\+ count must stay below 2\\*\\*63"):
-        fn(8, 0, MAX - 3)
-    assert fn(4, 0, MAX - 3).shape == (4,)  # the last four elements of the stream exist
-    with pytest.raises(ValueError, match="device must be a device string"):
-        fn(4, 0, device="bogus")
-
+# ---- RNG states of the noise ops ---------------------------------------------------------------
 
 @pytest.mark.parametrize("state,match", [([-1, 0], r"got \[-1, 0\]"), ([3, -5], r"got \[3, -5\]"),
                                          ([3, MAX - 2], "state offset \\+ count must stay below 2\\*\\*63")])
@@ -50,26 +40,6 @@ def test_state_is_not_read_on_the_host_while_tracing():
     torch.testing.assert_close(f(x, st), noise_add(x, 0.5, state=st))
 
 
-def test_philox_stream_never_wraps_into_negative_offsets():
-    s = rng.PhiloxStream(1)
-    s.state[1] = MAX - 8  # room for 8 more elements (the next offset must stay below 2**63)
-    assert s.next(8).tolist() == [1, MAX - 8] and int(s.state[1]) == MAX
-    with pytest.raises(ValueError, match="noise stream of seed 1 is exhausted"):
-        s.next(1)
-    with pytest.raises(TypeError, match="numel must be an int"):
-        s.next(1.5)
-    with pytest.raises(ValueError, match="numel must be an int"):
-        s.next(-4)
-    # the rule without a host sync (GPU streams, torch.compile): offset + n - 2**63, never negative
-    t = rng.PhiloxStream(2)
-    t.state[1] = MAX - 3
-    torch.compile(lambda: t.next(8), fullgraph=True, backend="eager")()
-    assert t.state.tolist() == [2, MAX - 3 + 8 - 2 ** 63] and int(t.state[1]) >= 0
-    t.state[1] = 100
-    torch.compile(lambda: t.next(8), fullgraph=True, backend="eager")()
-    assert t.state.tolist() == [2, 108]
-
-
 def test_global_stream_exhaustion_is_named():
     rng.manual_seed(5)
     rng._global.offset = MAX - 2
@@ -78,33 +48,6 @@ def test_global_stream_exhaustion_is_named():
             noise_add(torch.zeros(8), 0.1)
     finally:
         rng.manual_seed(0)
-
-
-# ---- INT4 -----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_quantize_int4_refuses_non_finite_weights(bad):
-    """NaN became 0 with scale 1.0, inf a NaN row."""
-    w = torch.tensor([[bad, 1.0], [0.5, 0.25]])
-    with pytest.raises(ValueError, match=r"w must be finite to be quantized, got 1 NaN / inf values of 4"):
-        quantize_int4(w)
-    with pytest.raises(ValueError, match="b must be finite"):
-        quantize_int4(w.nan_to_num(0.0, 0.0, 0.0), torch.tensor([0.0, bad]))
-
-
-def test_quantize_int4_zero_width_and_dequantize_checks():
-    wq, ws, bq, bs = quantize_int4(torch.zeros(3, 0), torch.ones(3))
-    assert wq.shape == (3, 0) and ws.tolist() == [1.0, 1.0, 1.0] and bq.tolist() == [7, 7, 7]
-    w, b = dequantize_int4(wq, ws, bq, bs)
-    assert w.shape == (3, 0) and torch.allclose(b, torch.ones(3))
-    with pytest.raises(ValueError, match=r"wq must be an int8 tensor \[n, k\]"):
-        dequantize_int4(wq.float(), ws)
-    with pytest.raises(ValueError, match=r"w_scale must have shape \[n\] = \[3\]"):
-        dequantize_int4(wq, ws[:2])
-    with pytest.raises(ValueError, match="bq and b_scale go together"):
-        dequantize_int4(wq, ws, bq)
-    with pytest.raises(TypeError, match="dtype must be a floating torch dtype"):
-        dequantize_int4(wq, ws, dtype=torch.int32)
 
 
 # ---- sampled ops, empty shapes --------------------------------------------------------------------

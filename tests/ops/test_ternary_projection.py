@@ -1,4 +1,4 @@
-"""NENNI sparse ternary projection: conformance of every backend, the generation rule, INT4, bad input."""
+"""NENNI sparse ternary projection: conformance of every backend, the generation rule, the INT4 mode, bad input."""
 import math
 
 import pytest
@@ -245,21 +245,7 @@ def test_conv_project_matches_unfold_reference(backend):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-# ---- INT4 --------------------------------------------------------------------------------------------
-
-def test_quantize_int4_scheme():
-    w = torch.randn(6, 8)
-    w[2] = 0
-    b = torch.randn(6)
-    wq, w_scale, bq, b_scale = quantize_int4(w, b)
-    assert wq.dtype == bq.dtype == torch.int8 and w_scale.shape == (6,) and b_scale.dim() == 0
-    assert int(wq.min()) >= -8 and int(wq.max()) <= 7
-    torch.testing.assert_close(w_scale[[0, 1]], w.abs().amax(1)[[0, 1]] / 7)
-    assert w_scale[2] == 1 and (wq[2] == 0).all()
-    wd, bd = dequantize_int4(wq, w_scale, bq, b_scale)
-    assert ((wd - w).abs() <= w_scale[:, None] / 2 + 1e-6).all()
-    assert ((bd - b).abs() <= b_scale / 2 + 1e-6).all()
-
+# ---- INT4 mode of the approximation ops (quantize_int4 / dequantize_int4: tests/ops/test_int4.py) ---------
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_int4_linear_matches_dequantized_reference(backend):

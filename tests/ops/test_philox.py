@@ -1,9 +1,11 @@
-"""The RNG contract (DESIGN §4): known answers, bit-identical streams, layout independence."""
+"""The `fastnoise::philox` op (fastnoise/ops/philox.py) behind fastnoise.rng.raw / uniform / normal: the RNG
+contract (DESIGN §4), known answers, bit-identical streams, layout independence, bad input."""
 import numpy as np
 import pytest
 import torch
 
 import fastnoise
+from fastnoise import rng
 from fastnoise.reference import rng as ref_rng
 from conformance import backend_device_params, backends_on
 
@@ -15,6 +17,7 @@ KAT = [
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
 
+MAX = 2 ** 63 - 1
 CPU_BACKENDS = backends_on("cpu", "rng")
 
 
@@ -154,3 +157,34 @@ def test_global_stream_manual_seed_reproducible():
     fastnoise.rng.manual_seed(3)
     assert fastnoise.rng.next_state(5, "cpu").tolist() == a
     assert a == [3, 0] and b == [3, 8]
+
+
+@pytest.mark.parametrize("fn", [rng.raw, rng.uniform, rng.normal])
+def test_rng_counts_and_ranges(fn):
+    with pytest.raises(ValueError, match=r"count must be an int in \[0, 9223372036854775807\], got 18446744073709551616"):
+        fn(2 ** 64, 0)  # was: "Expected a value of type 'int' ... found type 'int'"
+    with pytest.raises(ValueError, match="offset \\+ count must stay below 2\\*\\*63"):
+        fn(8, 0, MAX - 3)
+    assert fn(4, 0, MAX - 3).shape == (4,)  # the last four elements of the stream exist
+    with pytest.raises(ValueError, match="device must be a device string"):
+        fn(4, 0, device="bogus")
+
+
+def test_philox_stream_never_wraps_into_negative_offsets():
+    s = rng.PhiloxStream(1)
+    s.state[1] = MAX - 8  # room for 8 more elements (the next offset must stay below 2**63)
+    assert s.next(8).tolist() == [1, MAX - 8] and int(s.state[1]) == MAX
+    with pytest.raises(ValueError, match="noise stream of seed 1 is exhausted"):
+        s.next(1)
+    with pytest.raises(TypeError, match="numel must be an int"):
+        s.next(1.5)
+    with pytest.raises(ValueError, match="numel must be an int"):
+        s.next(-4)
+    # the rule without a host sync (GPU streams, torch.compile): offset + n - 2**63, never negative
+    t = rng.PhiloxStream(2)
+    t.state[1] = MAX - 3
+    torch.compile(lambda: t.next(8), fullgraph=True, backend="eager")()
+    assert t.state.tolist() == [2, MAX - 3 + 8 - 2 ** 63] and int(t.state[1]) >= 0
+    t.state[1] = 100
+    torch.compile(lambda: t.next(8), fullgraph=True, backend="eager")()
+    assert t.state.tolist() == [2, 108]

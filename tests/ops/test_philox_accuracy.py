@@ -1,4 +1,5 @@
-"""Accuracy of the normals against the float64 reference (the ulp bound documented in fastnoise/rng.py).
+"""Accuracy of the normals of the `fastnoise::philox` op (kind 2) against the float64 reference (the ulp
+bound documented in fastnoise/rng.py).
 
 Error unit: ``err = |got - ref| / (2**-23 * max(|ref|, 1))``, i.e. float32 ulps of the value, measured at
 least at 1 (near the zero crossings of cos / sin the absolute error is what the transform controls).
@@ -13,7 +14,7 @@ import torch
 import fastnoise
 from fastnoise.reference import rng as ref_rng
 
-ULP_BOUND = 4.0  # fastnoise.rng.NORMAL_ULP_BOUND (tests/ops/test_rng.py checks the same 4 ulp); maxima printed on failure
+ULP_BOUND = 4.0  # fastnoise.rng.NORMAL_ULP_BOUND (tests/ops/test_philox.py checks the same 4 ulp); maxima printed on failure
 EPS = 2.0 ** -23
 
 
