@@ -93,6 +93,11 @@ class _NoiseLayer(NoiseModule):
 
 
 class _ConvLayer(_NoiseLayer):
+    _linear = False
+
+    def _setup_layer(self, conv: torch.nn.Conv2d) -> None:
+        self._setup_conv(conv)
+
     def _setup_conv(self, conv: torch.nn.Conv2d) -> None:
         why = _conv_unsupported(conv)
         if why is not None:
@@ -267,7 +272,17 @@ def _pni_alpha_shape(site: str, granularity: str, weight_shape: tuple, in_featur
 class _PNIMixin:
     _method = "pni"
 
-    def _init_pni(self, site: str, granularity: str, alpha_init: float, linear: bool) -> None:
+    def _setup(self, layer, *, site, granularity, alpha_init, resample, seed) -> None:
+        """Shared by PNIConv2d / PNILinear: the layer (conv or linear, `_setup_layer`), alpha, the stream."""
+        self._setup_layer(layer)
+        self._init_pni(site, granularity, alpha_init)
+        self._init_stream(seed, resample)
+
+    def config(self) -> dict:
+        return {**self._base_config(), "site": self.site, "granularity": self.granularity}
+
+    def _init_pni(self, site: str, granularity: str, alpha_init: float) -> None:
+        linear = self._linear
         self.site = _checks.choice("site", site, PNI_SITES)
         self.granularity = _checks.choice("granularity", granularity, PNI_GRANULARITIES)
         alpha_init = _checks.number("alpha_init", alpha_init, lo=0.0)
@@ -285,9 +300,6 @@ class _PNIMixin:
         if self.site == "input":
             return dict(input_noise=InputNoise.pni(a))
         return dict(output_noise=OutputNoise.pni(a))
-
-    def _pni_config(self) -> dict:
-        return {"site": self.site, "granularity": self.granularity}
 
 
 class PNIConv2d(_PNIMixin, _ConvLayer):
@@ -315,14 +327,6 @@ class PNIConv2d(_PNIMixin, _ConvLayer):
         """A PNIConv2d sharing `conv`'s weight and bias."""
         return cls._new(conv, site=site, granularity=granularity, alpha_init=alpha_init, resample=resample, seed=seed)
 
-    def _setup(self, conv, *, site, granularity, alpha_init, resample, seed) -> None:
-        self._setup_conv(conv)
-        self._init_pni(site, granularity, alpha_init, linear=False)
-        self._init_stream(seed, resample)
-
-    def config(self) -> dict:
-        return {**self._base_config(), **self._pni_config()}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
             return self._plain(x)
@@ -333,6 +337,11 @@ class PNIConv2d(_PNIMixin, _ConvLayer):
 
 
 class _LinearLayer(_NoiseLayer):
+    _linear = True
+
+    def _setup_layer(self, linear: torch.nn.Linear) -> None:
+        self._setup_linear(linear)
+
     def _setup_linear(self, linear: torch.nn.Linear) -> None:
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
@@ -378,14 +387,6 @@ class PNILinear(_PNIMixin, _LinearLayer):
         """A PNILinear sharing `linear`'s weight and bias."""
         return cls._new(linear, site=site, granularity=granularity, alpha_init=alpha_init, resample=resample, seed=seed)
 
-    def _setup(self, linear, *, site, granularity, alpha_init, resample, seed) -> None:
-        self._setup_linear(linear)
-        self._init_pni(site, granularity, alpha_init, linear=True)
-        self._init_stream(seed, resample)
-
-    def config(self) -> dict:
-        return {**self._base_config(), **self._pni_config()}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
             return F.linear(x, self.weight, self.bias)
@@ -398,6 +399,15 @@ class PNILinear(_PNIMixin, _LinearLayer):
 
 class _CNIMixin:
     _method = "cni"
+
+    def _setup(self, layer, *, alpha_init, resample, seed) -> None:
+        """Shared by CNIConv2d / CNILinear: the layer (conv or linear, `_setup_layer`), alpha, the stream."""
+        self._setup_layer(layer)
+        self._init_cni(alpha_init)
+        self._init_stream(seed, resample)
+
+    def config(self) -> dict:
+        return self._base_config()
 
     def _init_cni(self, alpha_init: float) -> None:
         alpha_init = _checks.number("alpha_init", alpha_init, lo=0.0)
@@ -459,14 +469,6 @@ class CNIConv2d(_CNIMixin, _ConvLayer):
         """A CNIConv2d sharing `conv`'s weight and bias."""
         return cls._new(conv, alpha_init=alpha_init, resample=resample, seed=seed)
 
-    def _setup(self, conv, *, alpha_init, resample, seed) -> None:
-        self._setup_conv(conv)
-        self._init_cni(alpha_init)
-        self._init_stream(seed, resample)
-
-    def config(self) -> dict:
-        return self._base_config()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
             return self._plain(x)
@@ -488,14 +490,6 @@ class CNILinear(_CNIMixin, _LinearLayer):
                     seed: Optional[int] = None) -> "CNILinear":
         """A CNILinear sharing `linear`'s weight and bias."""
         return cls._new(linear, alpha_init=alpha_init, resample=resample, seed=seed)
-
-    def _setup(self, linear, *, alpha_init, resample, seed) -> None:
-        self._setup_linear(linear)
-        self._init_cni(alpha_init)
-        self._init_stream(seed, resample)
-
-    def config(self) -> dict:
-        return self._base_config()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_active:
