@@ -33,6 +33,7 @@ import triton.language as tl
 from fastnoise.ops.noise_conv import (IN_MUL, IN_NONE, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_OUT_SIGMA, NEED_W,
                                       NEED_W_ALPHA, NEED_X, OUT_NONE, W_NONE, W_REPLACE, Config, _out_shape, layout)
 
+from ._conv_tile import conv_rows, patch_chunk, weight_chunk
 from .noise import OP_ADD, OP_MUL, noise_backward as _noise_backward, noise_forward as _noise_forward
 from .philox import load_state, normal_at
 from .rng import philox as _philox
@@ -65,25 +66,14 @@ def _noise_conv_kernel(
     l = r % L
     cvalid = j < Ng
     n = grp * Ng + j
-    oh = l // Wo
-    ow = l % Wo
-    ih0 = oh * sh - ph
-    iw0 = ow * sw - pw
-    x_row = b * sxb + grp * Cg * sxc
+    ih0, iw0, x_row = conv_rows(l, b, grp, Wo, sh, sw, ph, pw, Cg, sxb, sxc)
     w_col = n * swn
     seed_lo, seed_hi, offset = load_state(state_ptr)
     chw = C * H * W
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC)
     for k0 in range(0, Kg, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        kvalid = k < Kg
-        c = k // (KH * KW)
-        ki = (k // KW) % KH
-        kj = k % KW
-        ih = ih0[:, None] + (ki * dh)[None, :]
-        iw = iw0[:, None] + (kj * dw)[None, :]
-        a_ok = rvalid[:, None] & kvalid[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(x_ptr + x_row[:, None] + (c * sxc)[None, :] + ih * sxh + iw * sxw, mask=a_ok, other=0.0)
+        a, a_ok, c, ki, kj, ih, iw, kvalid = patch_chunk(x_ptr, x_row, ih0, iw0, rvalid, k0 + tl.arange(0, BLOCK_K),
+                                                         H, W, sxc, sxh, sxw, dh, dw, Kg, KH, KW)
         if IN_MODE != 0:
             a = a.to(ACC)
             # logical index of the element within its sample (the stream / parameter index)
@@ -103,8 +93,7 @@ def _noise_conv_kernel(
             a = tl.where(a_ok, a, 0.0)
             if not CAST:
                 a = a.to(x_ptr.dtype.element_ty)
-        w_off = w_col[None, :] + (c * swc + ki * swh + kj * sww)[:, None]
-        wt = tl.load(w_ptr + w_off, mask=kvalid[:, None] & cvalid[None, :], other=0.0)
+        wt = weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww)
         if CAST:
             a = a.to(ACC)
             wt = wt.to(ACC)

@@ -33,6 +33,8 @@ from fastnoise import _checks
 from fastnoise.ops.sampled import _check_bias, _check_mask, _conv_args
 from fastnoise.reference.sampled import sampled_conv2d_backward, sampled_linear_backward
 
+from ._conv_tile import conv_rows, patch_chunk, weight_chunk
+
 __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_linear_backward",
            "sampled_conv2d_backward"]
 
@@ -73,26 +75,14 @@ def _sampled_gemm_kernel(
         m_off = b[:, None] * smb + n[None, :] * smn + l[:, None] * sml
         sel = (tl.load(m_ptr + m_off, mask=tile_ok, other=0) != 0) & tile_ok
         any_sel = tl.max(sel.to(tl.int32)) > 0
-    oh = l // Wo
-    ow = l % Wo
-    ih0 = oh * sh - ph
-    iw0 = ow * sw - pw
-    x_row = b * sxb + grp * Cg * sxc
+    ih0, iw0, x_row = conv_rows(l, b, grp, Wo, sh, sw, ph, pw, Cg, sxb, sxc)
     w_col = n * swn
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC)
     if any_sel:
         for k0 in range(0, Kg, BLOCK_K):
-            k = k0 + tl.arange(0, BLOCK_K)
-            kvalid = k < Kg
-            c = k // (KH * KW)
-            ki = (k // KW) % KH
-            kj = k % KW
-            ih = ih0[:, None] + (ki * dh)[None, :]
-            iw = iw0[:, None] + (kj * dw)[None, :]
-            a_ok = (rvalid[:, None] & kvalid[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W))
-            a = tl.load(x_ptr + x_row[:, None] + (c * sxc)[None, :] + ih * sxh + iw * sxw, mask=a_ok, other=0.0)
-            w_off = w_col[None, :] + (c * swc + ki * swh + kj * sww)[:, None]
-            wt = tl.load(w_ptr + w_off, mask=kvalid[:, None] & cvalid[None, :], other=0.0)
+            a, _, c, ki, kj, _, _, kvalid = patch_chunk(x_ptr, x_row, ih0, iw0, rvalid, k0 + tl.arange(0, BLOCK_K),
+                                                        H, W, sxc, sxh, sxw, dh, dw, Kg, KH, KW)
+            wt = weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww)
             if CAST:
                 a = a.to(ACC)
                 wt = wt.to(ACC)

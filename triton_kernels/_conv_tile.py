@@ -1,0 +1,48 @@
+"""Index code of the implicit-im2col conv GEMM tiles shared by triton_kernels/sampled.py and noise_conv.py.
+
+Rows of a tile are output positions ``(b, oh, ow)`` with ``l = oh * Wo + ow``, columns output channels
+``n`` of one group ``grp``, the reduction runs over ``k = (c, ki, kj)`` of the group's ``Cg * KH * KW``
+inputs (k = c * KH * KW + ki * KW + kj, the weight's [Cg, kh, kw] order):
+
+    x tap of (row, k) = x[b, grp * Cg + c, oh * sh - ph + ki * dh, ow * sw - pw + kj * dw]   (0 in the padding)
+
+These are @triton.jit functions: Triton inlines them into the calling kernel (no call, the same code as
+written in place), so the kernels keep their loops and only the index arithmetic lives here once.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def conv_rows(l, b, grp, Wo, sh, sw, ph, pw, Cg, sxb, sxc):
+    """Per row: the first input tap (ih0, iw0) of output position l and the x offset of (b, channel grp * Cg)."""
+    oh = l // Wo
+    ow = l % Wo
+    return oh * sh - ph, ow * sw - pw, b * sxb + grp * Cg * sxc
+
+
+@triton.jit
+def patch_chunk(x_ptr, x_row, ih0, iw0, rvalid, k, H, W, sxc, sxh, sxw, dh, dw,
+                Kg: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr):
+    """The [BLOCK_M, BLOCK_K] im2col chunk of x for the reduction indices k (a vector of BLOCK_K).
+
+    Returns (a, a_ok, c, ki, kj, ih, iw, kvalid): the loaded taps (0 where a_ok is False: padding, rows
+    past the end, k >= Kg), and the indices the callers reuse (input noise, the weight chunk)."""
+    kvalid = k < Kg
+    c = k // (KH * KW)
+    ki = (k // KW) % KH
+    kj = k % KW
+    ih = ih0[:, None] + (ki * dh)[None, :]
+    iw = iw0[:, None] + (kj * dw)[None, :]
+    a_ok = rvalid[:, None] & kvalid[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    a = tl.load(x_ptr + x_row[:, None] + (c * sxc)[None, :] + ih * sxh + iw * sxw, mask=a_ok, other=0.0)
+    return a, a_ok, c, ki, kj, ih, iw, kvalid
+
+
+@triton.jit
+def weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww):
+    """The [BLOCK_K, BLOCK_N] chunk of W[n, c, ki, kj] (w_col = n * swn per column), 0 past Kg / Ng."""
+    w_off = w_col[None, :] + (c * swc + ki * swh + kj * sww)[:, None]
+    return tl.load(w_ptr + w_off, mask=kvalid[:, None] & cvalid[None, :], other=0.0)
