@@ -129,43 +129,41 @@ def _noise_tol(dtype):
     return torch.float32 if dtype == torch.float64 else dtype
 
 
+def _fuzz_noise_op(data, op: str, params, min_dims: int = 0, extra=lambda dtype: []):
+    """One drawn case of the noise op `op` (noise_add / _mul / _sal): x, its parameters in order ((name, nonneg,
+    batch) each: a float or a broadcastable tensor, `_param`), then seed / offset or a state; the valid call
+    matches the reference (forward and the gradients of x and the parameters), a mutation of x, a parameter,
+    the RNG arguments or `extra(dtype)` raises naming its argument."""
+    x, dtype = _x(data, min_dims=min_dims)
+    inputs, muts = {"x": x}, _tensor_mutations("x", dtype)[:2]
+    for name, nonneg, batch in params:
+        inputs[name], bad = _param(data, name, x, nonneg=nonneg, batch=batch)
+        muts += bad
+    r, bad_rng = _rng_args(data, x.numel())
+    inputs.update(r)
+    muts += bad_rng + extra(dtype)
+    _check(f"ops.{op}", getattr(ops, op), inputs, _pick(data, muts), dtype, ("x",) + tuple(p[0] for p in params),
+           data.draw(seeds()), _noise_tol(dtype))
+
+
 @fuzz_settings(N)
 @given(st.data())
 def test_fuzz_noise_add(data):
-    x, dtype = _x(data)
-    sigma, bad_sigma = _param(data, "sigma", x, nonneg=True, batch=True)
-    r, bad_rng = _rng_args(data, x.numel())
-    inputs = {"x": x, "sigma": sigma, **r}
-    muts = _tensor_mutations("x", dtype)[:2] + bad_sigma + bad_rng + [("backend", _set("backend", "bogus"))]
-    _check("ops.noise_add", ops.noise_add, inputs, _pick(data, muts), dtype, ("x", "sigma"), data.draw(seeds()),
-           _noise_tol(dtype))
+    _fuzz_noise_op(data, "noise_add", [("sigma", True, True)],
+                   extra=lambda dtype: [("backend", _set("backend", "bogus"))])
 
 
 @fuzz_settings(N)
 @given(st.data())
 def test_fuzz_noise_mul(data):
-    x, dtype = _x(data, min_dims=1)
-    mu, bad_mu = _param(data, "mu", x, nonneg=False, batch=False)
-    sigma, bad_sigma = _param(data, "sigma", x, nonneg=True, batch=False)
-    r, bad_rng = _rng_args(data, x.numel())
-    inputs = {"x": x, "mu": mu, "sigma": sigma, **r}
-    muts = (_tensor_mutations("x", dtype)[:2] + bad_mu + bad_sigma + bad_rng
-            + [("x", _set("x", torch.zeros((), dtype=dtype)))])
-    _check("ops.noise_mul", ops.noise_mul, inputs, _pick(data, muts), dtype, ("x", "mu", "sigma"), data.draw(seeds()),
-           _noise_tol(dtype))
+    _fuzz_noise_op(data, "noise_mul", [("mu", False, False), ("sigma", True, False)], min_dims=1,
+                   extra=lambda dtype: [("x", _set("x", torch.zeros((), dtype=dtype)))])
 
 
 @fuzz_settings(N)
 @given(st.data())
 def test_fuzz_noise_sal(data):
-    x, dtype = _x(data, min_dims=1)
-    w, bad_w = _param(data, "w", x, nonneg=False, batch=False)
-    b, bad_b = _param(data, "b", x, nonneg=False, batch=False)
-    r, bad_rng = _rng_args(data, x.numel())
-    inputs = {"x": x, "w": w, "b": b, **r}
-    muts = _tensor_mutations("x", dtype)[:2] + bad_w + bad_b + bad_rng
-    _check("ops.noise_sal", ops.noise_sal, inputs, _pick(data, muts), dtype, ("x", "w", "b"), data.draw(seeds()),
-           _noise_tol(dtype))
+    _fuzz_noise_op(data, "noise_sal", [("w", False, False), ("b", False, False)], min_dims=1)
 
 
 # ---- mask_blend / mask_select -------------------------------------------------------------------------
