@@ -21,15 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _json_object(s: str) -> dict:
-    try:
-        v = json.loads(s)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r} ({e})") from None
-    if not isinstance(v, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r}")
-    return v
+from .train.cli import _json_dict  # the --*-options argument type, shared with `fastnoise train`
 
 
 def _method(requested: str | None):
@@ -136,9 +128,9 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=8, help="PGD-AT epochs (default 8)")
     p.add_argument("--method", default=None,
                    help="defense method (default: fastnoise.methods.default(); `fastnoise info` lists them)")
-    p.add_argument("--method-options", type=_json_object, default=None,
+    p.add_argument("--method-options", type=_json_dict, default=None,
                    help="conversion options as JSON (default: the method's example_options)")
-    p.add_argument("--post-options", type=_json_object, default=None,
+    p.add_argument("--post-options", type=_json_dict, default=None,
                    help="options of the method's post-conversion recipe as JSON (default: its defaults)")
     p.add_argument("--eot", type=int, default=20, help="EOT draws per gradient (default 20)")
     p.add_argument("--draws", type=int, default=5, help="inference draws (default 5)")

@@ -10,15 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _seeds(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return v
+from ..attacks.cli import _positive  # int >= 1, the argument type of `fastnoise eval` too
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default="all",
                    help="'all' (default) or comma-separated registered methods; the baselines are always included")
     p.add_argument("--budget", default="quick", help=f"one of {budget_names()} or a JSON budget file (default quick)")
-    p.add_argument("--seeds", type=_seeds, default=1, help="training seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=_positive, default=1, help="training seeds 0..N-1 (default 1)")
     p.add_argument("--out", default="runs/leaderboard", help="output folder; an existing one is resumed")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--distributed", action="store_true", help="share the work out over torchrun's ranks")
