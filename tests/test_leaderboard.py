@@ -150,7 +150,7 @@ def test_consistency_flags():
     assert any(f.startswith("fgsm < pgd20") for f in flags)
     assert not any(f.startswith("pgd20 < autoattack_rand") for f in flags)  # stronger attack lower: fine
     assert not any(f.startswith("square") for f in flags)
-    assert [f for f in flags if "rises with eps" in f] == ["accuracy rises with eps (0.1: 50.0 -> 0.2: 70.0)"]
+    assert [f for f in flags if "rises with eps" in f] == ["pgd20 accuracy rises with eps (0.1: 50.0 -> 0.2: 70.0)"]
     assert any(f.startswith("sanity failed") for f in flags)
     assert any("failed (RuntimeError: boom" in f for f in flags)
     ok = copy.deepcopy(r)

@@ -41,6 +41,7 @@ import torch
 from ..nn import is_randomized, noise_modules
 from ..nn.draws import DEFAULT_MAX_BATCH, batchable, grouped
 from .registry import ATTACKS, check_eps, check_name, make_attack, rows_finite
+from .consistency import consistency_checks
 
 __all__ = ["evaluate", "PROTOCOLS", "consistency_warnings"]
 
@@ -235,45 +236,13 @@ def _run_attack(model, name, eps, x, y, bs, *, eot, seed, n_classes, steps, kw, 
             "l2": float(delta.norm(dim=1).mean()) if len(x) else 0.0, "describe": atk.describe()}
 
 
-#: attacks that should never beat the strong white-box ones on the same model (one step, or no gradient)
-WEAK_ATTACKS = ("fgsm", "square", "spsa")
-#: multi-step white-box attacks
-STRONG_ATTACKS = ("pgd20", "bim", "mifgsm", "difgsm", "tifgsm", "autoattack", "autoattack_rand")
-
-
-def _margin(*stats: dict) -> float:
-    """How much two accuracies may differ by chance: 1 point, or the sum of their std over draws."""
-    return max(0.01, sum(st.get("std", 0.0) for st in stats))
-
-
-def consistency_warnings(rows: list, clean: dict) -> list[str]:
-    """The checks a randomized defense's report must pass (Athalye et al. 2018; Tramer et al. 2020): a weak
-    attack (FGSM, score-based black-box) must not beat a strong white-box one on the same model, eps and
-    protocol; robust accuracy must not rise with eps; no attack may leave accuracy above clean accuracy.
-    Each failure is one line (differences within `_margin` of chance are not reported)."""
-    out = []
-    acc = {(r["attack"], r["eps"], r["protocol"]): r["accuracy"] for r in rows if r["bounded"]}
-    for (a, e, p), st in acc.items():
-        if a not in WEAK_ATTACKS:
-            continue
-        for s in STRONG_ATTACKS:
-            ss = acc.get((s, e, p))
-            if ss is not None and st["mean"] + _margin(st, ss) < ss["mean"]:
-                out.append(f"{a} ({100 * st['mean']:.1f}%) beats the stronger white-box {s} ({100 * ss['mean']:.1f}%) "
-                           f"at eps {e:.4g} ({p}): the white-box attack does not find the worst case (gradient "
-                           f"masking, or too few EOT draws)")
-    for a, p in dict.fromkeys((k[0], k[2]) for k in acc):
-        pts = sorted((e, st) for (aa, e, pp), st in acc.items() if aa == a and pp == p)
-        for (e0, s0), (e1, s1) in zip(pts, pts[1:]):
-            if s1["mean"] > s0["mean"] + _margin(s0, s1):
-                out.append(f"{a} ({p}): robust accuracy rises with eps ({100 * s0['mean']:.1f}% at {e0:.4g}, "
-                           f"{100 * s1['mean']:.1f}% at {e1:.4g}): the attack is not converging")
-    for r in rows:
-        if r["accuracy"]["mean"] > clean["mean"] + _margin(r["accuracy"], clean):
-            out.append(f"{r['attack']} ({r['protocol']}{', eps ' + format(r['eps'], '.4g') if r['bounded'] else ''}) "
-                       f"leaves {100 * r['accuracy']['mean']:.1f}% accuracy, above the clean "
-                       f"{100 * clean['mean']:.1f}%: the attack did not see the model as deployed")
-    return out
+def consistency_warnings(rows: list, clean: dict, sanity: Optional[dict] = None) -> list[str]:
+    """The checks a randomized defense's report must pass, one sentence per failure: a weaker attack beating a
+    stronger one on the same eps and protocol, robust accuracy rising with eps, an attack leaving accuracy above
+    clean (`clean` = {mean, std}), the sanity check failing (`sanity`: ``results["sanity"]``). The checks, the
+    attack order and the rule (a difference below one sample or two inference-draw stds is not reported) are
+    `fastnoise.attacks.consistency.consistency_checks`, which the leaderboard's flags use too."""
+    return [f.warning for f in consistency_checks(rows, clean, sanity)]
 
 
 def _limits(max_samples, attacks: list[str]) -> dict:
@@ -526,7 +495,7 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
         log(f"[eval] sanity pgd20 eps={sanity_eps}: {st['mean']:.4f} "
             f"({'ok' if sanity['passed'] else 'FAILED: accuracy should be about 0'})")
 
-    warnings = consistency_warnings(rows, clean_stats)
+    warnings = consistency_warnings(rows, clean_stats, sanity)
     for w in warnings:
         log(f"[eval] WARNING: {w}")
     nm = noise_modules(model)

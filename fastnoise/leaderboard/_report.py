@@ -12,11 +12,9 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
-SCHEMA = 1
+from ..attacks.consistency import consistency_checks
 
-#: (weaker, stronger): the weaker attack must not bring the accuracy lower than the stronger one
-#: (a black-box or one-step attack beating the white-box ones is the signature of gradient masking)
-ORDER = (("fgsm", "pgd20"), ("pgd20", "autoattack_rand"), ("square", "pgd20"), ("square", "autoattack_rand"))
+SCHEMA = 1
 
 LABELS = {"fgsm": "FGSM", "pgd20": "EOT PGD-20", "autoattack_rand": "AutoAttack rand", "square": "Square"}
 NAMES = dict(LABELS, clean="clean", worst_case="worst case", seed_protocol="seed protocol")
@@ -40,35 +38,15 @@ def _row(res: dict, attack: str) -> Optional[dict]:
     return None
 
 
-def _tol(n: int, draws_std: float) -> float:
-    """Differences below this are noise: one sample of n, or two inference-draw stds."""
-    return max(1.0 / max(n, 1), 2.0 * draws_std)
-
-
 def _flags(r: dict) -> list[str]:
-    """Consistency warnings of one seed's results (see ORDER; eps curve; sanity check; failed attacks)."""
-    flags = []
-    main = r["main"]
-    for weak, strong in ORDER:
-        a, b = _row(main, weak), _row(main, strong)
-        if a is None or b is None:
-            continue
-        da, db = a["accuracy"], b["accuracy"]
-        if da["mean"] < db["mean"] - _tol(min(a["n"], b["n"]), max(da["std"], db["std"])):
-            flags.append(f"{weak} < {strong} ({100 * da['mean']:.1f} < {100 * db['mean']:.1f})")
-    pts = _curve_points(r)
-    for (e1, s1, n1), (e2, s2, n2) in zip(pts, pts[1:]):
-        if s2["mean"] > s1["mean"] + _tol(min(n1, n2), max(s1["std"], s2["std"])):
-            flags.append(f"accuracy rises with eps ({e1:.3g}: {100 * s1['mean']:.1f} -> {e2:.3g}: "
-                         f"{100 * s2['mean']:.1f})")
-    sc = main.get("sanity")
-    if sc and not sc["passed"]:
-        flags.append(f"sanity failed (PGD-20 eps {sc['eps']:.3g}: {100 * sc['accuracy']['mean']:.1f} > "
-                     f"{100 * sc['threshold']:.0f})")
-    for res in (main, r["curve"], (r["seed_protocol"] or {}).get("result") or {}):
-        for err in res.get("errors", []):
-            flags.append(f"{err['attack']} failed ({err['error'][:60]})")
-    return flags
+    """Consistency flags of one seed's results: `fastnoise.attacks.consistency.consistency_checks` (the
+    evaluation report's warnings are the same checks) on the headline and eps-curve rows together (the curve's
+    PGD-20 points continue the headline one), the clean accuracy, the sanity check and every failed attack."""
+    main, curve = r["main"], r["curve"]
+    seed_res = (r["seed_protocol"] or {}).get("result") or {}
+    clean = (main.get("clean") or {}).get("accuracy")
+    errors = [e for res in (main, curve, seed_res) for e in res.get("errors", [])]
+    return [f.flag for f in consistency_checks(main["rows"] + curve["rows"], clean, main.get("sanity"), errors)]
 
 
 def _curve_points(r: dict) -> list:
@@ -246,8 +224,8 @@ def format_table(board: dict) -> str:
               "depends on the machine's load). infer ms/batch: measured forward of the deployed "
               f"model on a batch of {board['rows'][0]['cost']['inference_batch'] if board['rows'] else '-'}. BitOPs: "
               "`fastnoise.bitops` of the deployed model (the method's cost model; (dense): no cost model, every "
-              "conv / linear exact). Flags: a weaker attack beating a stronger one, accuracy rising with eps, the "
-              "eps-1 sanity check not reaching ~0, a failed attack."]
+              "conv / linear exact). Flags: a weaker attack beating a stronger one, accuracy rising with eps, an "
+              "attack above clean, the eps-1 sanity check not reaching ~0, a failed attack."]
     n = board["rows"][0]["n"] if board["rows"] else {}
     lines += ["", "Samples: " + ", ".join(f"{NAMES.get(k, k)} {v}" for k, v in n.items() if v is not None)
               + " (the first n test samples)."]
