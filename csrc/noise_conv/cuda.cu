@@ -13,6 +13,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/conv_tile_cuda.cuh"
 #include "common/dtype_cuda.cuh"
 #include "common/param_layout.h"
 #include "cuda_common.cuh"
@@ -22,11 +23,12 @@
 namespace fastnoise {
 namespace {
 
-constexpr int BM = 64;
+using conv_tile::BK;
+using conv_tile::BM;
+using conv_tile::RT;
+using conv_tile::TPB;
 constexpr int BN = kNcBlockN;
-constexpr int BK = 16;
-constexpr int TPB = 256;
-constexpr int RT = BM / 16, CT = BN / 16;
+constexpr int CT = BN / 16;
 
 template <typename T, typename A>
 __global__ void __launch_bounds__(TPB) noise_conv_kernel(const ConvGeom g, const NoiseConvArgs a,
@@ -155,14 +157,9 @@ __global__ void __launch_bounds__(TPB) noise_conv_kernel(const ConvGeom g, const
 
 template <typename T, typename A>
 cudaError_t launch_typed(const ConvGeom& g, const NoiseConvArgs& a, cudaStream_t stream) {
-  const int64_t n_tiles_n = (g.Ng + BN - 1) / BN;
-  const int64_t gx = (g.B * g.L + BM - 1) / BM;
-  const int64_t gy = n_tiles_n * g.groups;
-  if (gx > 0x7fffffffLL || gy > kNcMaxColumnBlocks) return cudaErrorInvalidValue;
-  if (gx == 0 || gy == 0) return cudaSuccess;
-  noise_conv_kernel<T, A><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), TPB, 0, stream>>>(
-      g, a, n_tiles_n);
-  return cudaGetLastError();
+  const int64_t n_tiles_n = conv_tile::col_tiles(g.Ng, BN);
+  return conv_tile::launch(noise_conv_kernel<T, A>, (g.B * g.L + BM - 1) / BM, n_tiles_n * g.groups,
+                           kNcMaxColumnBlocks, stream, g, a, n_tiles_n);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/conv_tile_cuda.cuh"
 #include "common/dtype_cuda.cuh"
 #include "cuda_common.cuh"
 #include "sampled/launch.h"
@@ -23,11 +24,12 @@
 namespace fastnoise {
 namespace {
 
-constexpr int BM = 64;              // rows (output positions) per tile
+using conv_tile::BK;   // reduction chunk
+using conv_tile::BM;   // rows (output positions) per tile
+using conv_tile::RT;
+using conv_tile::TPB;  // threads per block: 16 x 16, each 4 x 4 outputs
 constexpr int BN = kSampledBlockN;  // columns (output channels) per tile
-constexpr int BK = 16;              // reduction chunk
-constexpr int TPB = 256;            // threads per block: 16 x 16, each 4 x 4 outputs
-constexpr int RT = BM / 16, CT = BN / 16;
+constexpr int CT = BN / 16;
 
 template <typename T, typename A>
 __global__ void __launch_bounds__(TPB) sampled_product_kernel(const ConvGeom g, const SampledArgs a,
@@ -160,15 +162,11 @@ __global__ void __launch_bounds__(TPB) sampled_product_kernel(const ConvGeom g, 
 
 template <typename T, typename A>
 cudaError_t launch_typed(const ConvGeom& g, const SampledArgs& a, cudaStream_t stream) {
-  const int64_t n_tiles_n = (g.Ng + BN - 1) / BN;
+  const int64_t n_tiles_n = conv_tile::col_tiles(g.Ng, BN);
   const int64_t l_tiles = (g.L + BM - 1) / BM;
   const int64_t gx = a.perm != nullptr ? g.B * l_tiles : (g.B * g.L + BM - 1) / BM;
-  const int64_t gy = n_tiles_n * g.groups;
-  if (gx > 0x7fffffffLL || gy > kSampledMaxColumnBlocks) return cudaErrorInvalidValue;
-  if (gx == 0 || gy == 0) return cudaSuccess;
-  sampled_product_kernel<T, A><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), TPB, 0, stream>>>(
-      g, a, n_tiles_n, l_tiles);
-  return cudaGetLastError();
+  return conv_tile::launch(sampled_product_kernel<T, A>, gx, n_tiles_n * g.groups, kSampledMaxColumnBlocks, stream,
+                           g, a, n_tiles_n, l_tiles);
 }
 
 }  // namespace
