@@ -374,4 +374,33 @@ inline std::array<at::Tensor, 7> nc_backward(const at::Tensor& grad_, const NcAr
   return out;
 }
 
+// ---- the kernels' shared bodies (cpu.cpp, cuda_glue.cpp: each adds only its device check) ----------------
+
+// The forward's checked arguments: `scales` (input, weight, output) and everything nc_args checks.
+inline NcArgs nc_forward_args(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              const at::Tensor& in_a, const at::Tensor& in_b, const at::Tensor& w_alpha,
+                              const c10::optional<at::Tensor>& w_mask, const at::Tensor& out_sigma,
+                              const at::Tensor& state, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg,
+                              at::ArrayRef<double> scales) {
+  TORCH_CHECK(scales.size() == 3, "scales must have 3 entries (input, weight, output), got ", scales.size());
+  return nc_args(x, weight, bias, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding, dilation, groups,
+                 cfg);
+}
+
+using NcGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// fastnoise_kernels::noise_conv2d_backward on either device: the arguments checked, then nc_backward.
+inline NcGrads nc_backward_op(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                              const at::Tensor& in_a, const at::Tensor& in_b, const at::Tensor& w_alpha,
+                              const c10::optional<at::Tensor>& w_mask, const at::Tensor& out_sigma,
+                              const at::Tensor& state, const at::Tensor& stats, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg,
+                              int64_t need) {
+  const NcArgs a = nc_args(x, weight, c10::nullopt, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding,
+                           dilation, groups, cfg);
+  auto r = nc_backward(grad, a, stats, need);
+  return {r[0], r[1], r[2], r[3], r[4], r[5], r[6]};
+}
+
 }  // namespace fastnoise

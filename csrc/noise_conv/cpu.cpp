@@ -75,9 +75,8 @@ std::tuple<at::Tensor, at::Tensor> noise_conv2d_cpu(
     const at::Tensor& out_sigma, const at::Tensor& state, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg, at::ArrayRef<double> scales) {
   TORCH_CHECK(x.device().is_cpu(), "noise_conv2d (cpu): x must be a CPU tensor");
-  TORCH_CHECK(scales.size() == 3, "scales must have 3 entries (input, weight, output), got ", scales.size());
-  const NcArgs a = nc_args(x, weight, bias, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding,
-                           dilation, groups, cfg);
+  const NcArgs a = nc_forward_args(x, weight, bias, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding,
+                                   dilation, groups, cfg, scales);
   const NoiseConvConfig& c = a.c;
   const auto one = at::ones({}, x.options().dtype(a.md));
   at::Tensor s_in = one, s_w = one, s_out = one;
@@ -108,24 +107,11 @@ std::tuple<at::Tensor, at::Tensor> noise_conv2d_cpu(
   return {y, nc_stats(s_in, s_w, s_out)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-noise_conv2d_backward_cpu(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
-                          const at::Tensor& in_a, const at::Tensor& in_b, const at::Tensor& w_alpha,
-                          const c10::optional<at::Tensor>& w_mask, const at::Tensor& out_sigma,
-                          const at::Tensor& state, const at::Tensor& stats, at::IntArrayRef stride,
-                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg,
-                          int64_t need) {
-  TORCH_CHECK(x.device().is_cpu(), "noise_conv2d_backward (cpu): x must be a CPU tensor");
-  const NcArgs a = nc_args(x, weight, c10::nullopt, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride,
-                           padding, dilation, groups, cfg);
-  auto r = nc_backward(grad, a, stats, need);
-  return {r[0], r[1], r[2], r[3], r[4], r[5], r[6]};
-}
-
 }  // namespace
 }  // namespace fastnoise
 
 TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("noise_conv2d", &fastnoise::noise_conv2d_cpu);
-  m.impl("noise_conv2d_backward", &fastnoise::noise_conv2d_backward_cpu);
+  // the dispatcher routes CPU tensors only here; nc_args checks every tensor against x
+  m.impl("noise_conv2d_backward", &fastnoise::nc_backward_op);
 }

@@ -23,11 +23,10 @@ std::tuple<at::Tensor, at::Tensor> noise_conv2d_cuda(
     const at::Tensor& out_sigma, const at::Tensor& state, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg, at::ArrayRef<double> scales) {
   TORCH_CHECK(x.is_cuda(), "noise_conv2d (cuda): x must be a CUDA tensor");
-  TORCH_CHECK(scales.size() == 3, "scales must have 3 entries (input, weight, output), got ", scales.size());
   check_cuda_state(state, x);
   const c10::cuda::CUDAGuard guard(x.device());
-  const NcArgs a = nc_args(x, weight, bias, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding,
-                           dilation, groups, cfg);
+  const NcArgs a = nc_forward_args(x, weight, bias, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride, padding,
+                                   dilation, groups, cfg, scales);
   const NoiseConvConfig& c = a.c;
   const ConvGeom& g = a.g;
   TORCH_CHECK(((g.Ng + kNcBlockN - 1) / kNcBlockN) * g.groups <= kNcMaxColumnBlocks,
@@ -102,20 +101,17 @@ std::tuple<at::Tensor, at::Tensor> noise_conv2d_cuda(
   return {y, nc_stats(s_in, s_w, s_out)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-noise_conv2d_backward_cuda(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
-                           const at::Tensor& in_a, const at::Tensor& in_b, const at::Tensor& w_alpha,
-                           const c10::optional<at::Tensor>& w_mask, const at::Tensor& out_sigma,
-                           const at::Tensor& state, const at::Tensor& stats, at::IntArrayRef stride,
-                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef cfg,
-                           int64_t need) {
+NcGrads noise_conv2d_backward_cuda(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                                   const at::Tensor& in_a, const at::Tensor& in_b, const at::Tensor& w_alpha,
+                                   const c10::optional<at::Tensor>& w_mask, const at::Tensor& out_sigma,
+                                   const at::Tensor& state, const at::Tensor& stats, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                   at::IntArrayRef cfg, int64_t need) {
   TORCH_CHECK(x.is_cuda(), "noise_conv2d_backward (cuda): x must be a CUDA tensor");
   check_cuda_state(state, x);
   const c10::cuda::CUDAGuard guard(x.device());
-  const NcArgs a = nc_args(x, weight, c10::nullopt, in_a, in_b, w_alpha, w_mask, out_sigma, state, stride,
-                           padding, dilation, groups, cfg);
-  auto r = nc_backward(grad, a, stats, need);
-  return {r[0], r[1], r[2], r[3], r[4], r[5], r[6]};
+  return nc_backward_op(grad, x, weight, in_a, in_b, w_alpha, w_mask, out_sigma, state, stats, stride, padding,
+                        dilation, groups, cfg, need);
 }
 
 }  // namespace
