@@ -123,7 +123,7 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
                                                       if i < len(_curve_points(r)) else None)})
         eot_curve = None
         if first["main"].get("eot_curve"):
-            ks = [p["eot"] for p in first["main"]["eot_curve"]["points"]]
+            ks = [p.get("draws_per_gradient", p["eot"]) for p in first["main"]["eot_curve"]["points"]]
             eot_curve = {"attack": first["main"]["eot_curve"]["attack"], "eps": first["main"]["eot_curve"]["eps"],
                          "n": first["main"]["eot_curve"]["n"],
                          "points": [{"eot": k, "accuracy": acc(lambda r, j=j: r["main"]["eot_curve"]["points"][j]["accuracy"])}
@@ -235,7 +235,8 @@ def format_table(board: dict) -> str:
                           or r["seed_protocol"]["kind"] != "deterministic: PGD-20 as is")
               + "; deterministic rows without their own protocol: PGD-20 as is). *Adaptive* = the attacks run on "
               "the model as deployed (its inference rule), noise on, EOT-" + str(b["eot"]) + " (mean logits of "
-              + str(b["eot"]) + " draws per gradient; AutoAttack rand: EOT inside APGD, " + str(b["aa_iterations"])
+              + str(b["eot"]) + " noise draws per gradient; a deployed ensemble of k draws per forward, e.g. RSE's, is "
+              "run ceil(" + str(b["eot"]) + " / k) times per gradient; AutoAttack rand: EOT inside APGD, " + str(b["aa_iterations"])
               + " iterations), classified with fresh draws. *Worst case* = per sample, correct clean and under every "
               "bounded attack (FGSM, PGD-20, AutoAttack rand, Square) in the same inference draw, on the samples all of "
               "them ran on. *seed − adaptive* = seed-protocol accuracy − worst case, in points: how much the paper's "
@@ -355,7 +356,7 @@ def _plots(board: dict, out: Path) -> dict:
     if rand:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for r in rand:
-            pts = [(p["eot"], ms(p["accuracy"])) for p in r["eot_curve"]["points"]]
+            pts = [(p.get("draws_per_gradient", p["eot"]), ms(p["accuracy"])) for p in r["eot_curve"]["points"]]
             ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts], yerr=[p[1][1] for p in pts], marker="o",
                         capsize=2, color=colors[r["entry"]], label=r["label"])
         ax.set_xscale("log")

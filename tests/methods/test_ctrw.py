@@ -143,3 +143,10 @@ def test_ctrw_paper_config_starts(tmp_path, name):
     r = check_paper_config_starts(tmp_path, name, "ctrw")
     h = r["history"][0]
     assert h["ctrw_A"] > 0 and math.isfinite(h["ctrw_B"])
+
+
+def test_default_alpha_is_the_seeds_scaled_to_the_input_size():
+    from fastnoise.methods.ctrw import scaled_alpha
+    assert scaled_alpha(3 * 32 * 32) == -1e-3 and scaled_alpha(64) == pytest.approx(-0.048)
+    with pytest.raises(ValueError, match=r"m must be an int in \[1, inf\], got 0"):
+        scaled_alpha(0)
