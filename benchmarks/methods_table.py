@@ -13,7 +13,7 @@ seeds). Runs are resumable (a finished train or eval is skipped), `--jobs` of th
 each. Prints the markdown table and writes DIR/table.json.
 
     python benchmarks/methods_table.py [--methods pgd,ctrw,pni,rpf,rse,rsr,sal] [--seeds 3] [--jobs 2]
-        [--out runs/methods_table] [--expensive 100] [--square-queries 1000]
+        [--out runs/methods_table] [--samples 0] [--expensive 100] [--square-queries 1000]
 """
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def job(method: str, seed: int, out: Path, args) -> dict:
         full = seed == 0
         argv = ["eval", "--checkpoint", str(run), "--attacks", FULL_ATTACKS if full else "pgd20", "--eot", "20",
                 "--draws", "3", "--protocol", "eot,seed" if full else "eot", "--out", str(ev), "--seed", "0"]
+        if args.samples:
+            argv += ["--max-samples", str(args.samples)]
         if full:
             argv += ["--attack-samples", f"autoattack_rand={args.expensive},square={args.expensive}",
                      "--steps", f"square={args.square_queries}"]
@@ -119,6 +121,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "methods_table")
+    p.add_argument("--samples", type=int, default=0, help="test images for clean / FGSM / PGD-20 (0: all 359)")
     p.add_argument("--expensive", type=int, default=100, help="test images for AutoAttack rand and Square (seed 0)")
     p.add_argument("--square-queries", type=int, default=1000)
     args = p.parse_args()
