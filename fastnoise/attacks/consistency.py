@@ -1,6 +1,6 @@
 """The consistency checks of robust-evaluation results: the one source of the evaluation report's warnings
 (`fastnoise.attacks.evaluate.consistency_warnings`, ``results["warnings"]``) and of the leaderboard's flags
-(`fastnoise.leaderboard`, the table's last column; docs/robustness.md "Consistency flags", design note 53).
+(`fastnoise.leaderboard`, the table's last column; docs/robustness.md "Consistency flags", design note 57).
 
 A randomized defense's numbers must pass these (Athalye et al. 2018; Tramer et al. 2020): each failure is
 the signature of an attack that does not see the model as deployed (gradient masking, too few EOT draws):
