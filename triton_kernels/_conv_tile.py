@@ -46,3 +46,35 @@ def weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww):
     """The [BLOCK_K, BLOCK_N] chunk of W[n, c, ki, kj] (w_col = n * swn per column), 0 past Kg / Ng."""
     w_off = w_col[None, :] + (c * swc + ki * swh + kj * sww)[:, None]
     return tl.load(w_ptr + w_off, mask=kvalid[:, None] & cvalid[None, :], other=0.0)
+
+
+@triton.jit
+def tile_columns(pid_n, n_tiles_n, Ng, BLOCK_N: tl.constexpr):
+    """Columns of program pid_n (grid axis 1 = groups x column tiles): (grp, j = column within the group,
+    cvalid = j < Ng, n = grp * Ng + j the output channel)."""
+    grp = pid_n // n_tiles_n
+    j = (pid_n % n_tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return grp, j, j < Ng, grp * Ng + j
+
+
+@triton.jit
+def flat_rows(pid_m, B, L, BLOCK_M: tl.constexpr):
+    """Rows of program pid_m over the flattened (sample, position) rows: (rvalid, b, l)."""
+    r = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    return r < B * L, r // L, r % L
+
+
+@triton.jit
+def dot_chunk(a, wt, acc, CAST: tl.constexpr, ACC: tl.constexpr):
+    """acc + a @ wt accumulated in ACC (float32; float64 for float64) at "ieee" precision (never tf32); CAST:
+    the operands are cast to ACC first (the interpreter's bfloat16, triton_kernels/sampled.py `_launch`)."""
+    if CAST:
+        a = a.to(ACC)
+        wt = wt.to(ACC)
+    return tl.dot(a, wt, acc, input_precision="ieee", out_dtype=ACC)
+
+
+@triton.jit
+def add_bias(acc, b_ptr, n, cvalid, ACC: tl.constexpr):
+    """acc + bias[n] per column."""
+    return acc + tl.load(b_ptr + n, mask=cvalid, other=0.0).to(ACC)[None, :]

@@ -33,7 +33,7 @@ import triton.language as tl
 from fastnoise.ops.noise_conv import (IN_MUL, IN_NONE, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_OUT_SIGMA, NEED_W,
                                       NEED_W_ALPHA, NEED_X, OUT_NONE, W_NONE, W_REPLACE, Config, _out_shape, layout)
 
-from ._conv_tile import conv_rows, patch_chunk, weight_chunk
+from ._conv_tile import add_bias, conv_rows, dot_chunk, flat_rows, patch_chunk, tile_columns, weight_chunk
 from .noise import OP_ADD, OP_MUL, noise_backward as _noise_backward, noise_forward as _noise_forward
 from .philox import load_state, normal_at
 from .rng import philox as _philox
@@ -57,15 +57,9 @@ def _noise_conv_kernel(
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0).to(tl.int64)
     pid_n = tl.program_id(1).to(tl.int64)
-    grp = pid_n // n_tiles_n
-    j = (pid_n % n_tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    grp, j, cvalid, n = tile_columns(pid_n, n_tiles_n, Ng, BLOCK_N)
     L = Ho * Wo
-    r = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rvalid = r < B * L
-    b = r // L
-    l = r % L
-    cvalid = j < Ng
-    n = grp * Ng + j
+    rvalid, b, l = flat_rows(pid_m, B, L, BLOCK_M)
     ih0, iw0, x_row = conv_rows(l, b, grp, Wo, sh, sw, ph, pw, Cg, sxb, sxc)
     w_col = n * swn
     seed_lo, seed_hi, offset = load_state(state_ptr)
@@ -94,12 +88,9 @@ def _noise_conv_kernel(
             if not CAST:
                 a = a.to(x_ptr.dtype.element_ty)
         wt = weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww)
-        if CAST:
-            a = a.to(ACC)
-            wt = wt.to(ACC)
-        acc = tl.dot(a, wt, acc, input_precision="ieee", out_dtype=ACC)
+        acc = dot_chunk(a, wt, acc, CAST, ACC)
     if HAS_BIAS:
-        acc += tl.load(b_ptr + n, mask=cvalid, other=0.0).to(ACC)[None, :]
+        acc = add_bias(acc, b_ptr, n, cvalid, ACC)
     ok = rvalid[:, None] & cvalid[None, :]
     jout = (n * L)[None, :] + l[:, None]
     if OUT_MODE == 1:

@@ -33,7 +33,7 @@ from fastnoise import _checks
 from fastnoise.ops.sampled import _check_bias, _check_mask, _conv_args
 from fastnoise.reference.sampled import sampled_conv2d_backward, sampled_linear_backward
 
-from ._conv_tile import conv_rows, patch_chunk, weight_chunk
+from ._conv_tile import add_bias, conv_rows, dot_chunk, flat_rows, patch_chunk, tile_columns, weight_chunk
 
 __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_linear_backward",
            "sampled_conv2d_backward"]
@@ -50,27 +50,20 @@ def _sampled_gemm_kernel(
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0).to(tl.int64)
     pid_n = tl.program_id(1).to(tl.int64)
-    grp = pid_n // n_tiles_n
-    j = (pid_n % n_tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)          # column within the group
+    grp, j, cvalid, n = tile_columns(pid_n, n_tiles_n, Ng, BLOCK_N)  # j: column within the group
     L = Ho * Wo
     if CHANNEL:  # tile = (sample, block of positions); columns through the kept-first permutation
         b_s = pid_m // l_tiles
         l = (pid_m % l_tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
         rvalid = l < L
         b = tl.zeros_like(l) + b_s
-        cvalid = j < Ng
         n_kept = tl.load(cnt_ptr + b_s * (N // Ng) + grp)
         ch = tl.load(perm_ptr + (b_s * N + grp * Ng) + j, mask=cvalid, other=0)
         n = grp * Ng + ch
         sel = rvalid[:, None] & (j < n_kept)[None, :]
         any_sel = (pid_n % n_tiles_n) * BLOCK_N < n_kept
     else:  # tile = block of flattened (sample, position) rows
-        r = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        rvalid = r < B * L
-        b = r // L
-        l = r % L
-        cvalid = j < Ng
-        n = grp * Ng + j
+        rvalid, b, l = flat_rows(pid_m, B, L, BLOCK_M)
         tile_ok = rvalid[:, None] & cvalid[None, :]
         m_off = b[:, None] * smb + n[None, :] * smn + l[:, None] * sml
         sel = (tl.load(m_ptr + m_off, mask=tile_ok, other=0) != 0) & tile_ok
@@ -83,12 +76,9 @@ def _sampled_gemm_kernel(
             a, _, c, ki, kj, _, _, kvalid = patch_chunk(x_ptr, x_row, ih0, iw0, rvalid, k0 + tl.arange(0, BLOCK_K),
                                                         H, W, sxc, sxh, sxw, dh, dw, Kg, KH, KW)
             wt = weight_chunk(w_ptr, w_col, c, ki, kj, kvalid, cvalid, swc, swh, sww)
-            if CAST:
-                a = a.to(ACC)
-                wt = wt.to(ACC)
-            acc = tl.dot(a, wt, acc, input_precision="ieee", out_dtype=ACC)
+            acc = dot_chunk(a, wt, acc, CAST, ACC)
         if HAS_BIAS:
-            acc += tl.load(b_ptr + n, mask=cvalid, other=0.0).to(ACC)[None, :]
+            acc = add_bias(acc, b_ptr, n, cvalid, ACC)
     res = tl.where(sel, acc, tl.zeros_like(acc))
     o_off = (b * N * L + l)[:, None] + (n * L)[None, :]
     tl.store(out_ptr + o_off, res.to(out_ptr.dtype.element_ty), mask=rvalid[:, None] & cvalid[None, :])
