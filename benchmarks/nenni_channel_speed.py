@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.99])
+    p.add_argument("--ablation", action="store_true",
+                   help="also time the layer without the fused CPU channel path (design note 53): pooled score "
+                        "by torch, full-size channel_conv2d output + scatter")
     args = p.parse_args(argv)
     import fastnoise
     from fastnoise.nn import NENNIConv2d
@@ -42,6 +45,12 @@ def main(argv=None) -> int:
         layer.quantize_()
         layer.eval()
         fns[f"nenni r={r} k={layer.k}"] = lambda layer=layer: layer(x)
+        if args.ablation and hasattr(layer, "_fused_channel"):
+            unfused = NENNIConv2d.from_conv(conv, ratio=r, granularity="channel")
+            unfused.quantize_()
+            unfused.eval()
+            unfused._fused_channel = lambda x: False  # the layer's previous (unfused) inference path
+            fns[f"  unfused r={r}"] = lambda layer=unfused: layer(x)
     load0 = os.getloadavg()[0]
     times = {n: [] for n in fns}
     with torch.no_grad():
