@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.99])
     p.add_argument("--ablation", action="store_true",
-                   help="also time the layer without the fused CPU channel path (design note 53): pooled score "
+                   help="also time the layer without the fused CPU channel path (design note 57): pooled score "
                         "by torch, full-size channel_conv2d output + scatter")
     args = p.parse_args(argv)
     import fastnoise

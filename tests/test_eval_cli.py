@@ -31,7 +31,7 @@ def checkpoint(tmp_path_factory):
 def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", checkpoint, "--attacks", "pgd20,fgsm", "--eps", "8/255,0.1", "--eot", "2",
-               "--draws", "2", "--max-samples", "24", "--attack-samples", "pgd20=16", "--eot-curve", "1,2",
+               "--draws", "2", "--max-samples", "24", "--attack-samples", "pgd20=16", "--steps", "pgd20=5", "--eot-curve", "1,2",
                "--out", str(out), "--no-inference-rule"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -42,6 +42,7 @@ def test_eval_cli_end_to_end(checkpoint, tmp_path, capsys):
     assert s["eot"] == 2 and s["draws"] == 2 and s["n_samples"] == 24
     assert {r["attack"] for r in res["rows"]} == {"pgd20", "fgsm"}
     assert all(r["n"] == 16 for r in res["rows"] if r["attack"] == "pgd20")
+    assert all(r["steps"] == 5 for r in res["rows"] if r["attack"] == "pgd20")  # --steps reaches the attack
     assert (out / "results.md").exists() and (out / "accuracy_vs_eps.png").exists()
     assert (out / "accuracy_vs_eot.png").exists()
     assert "method" not in s and res["meta"]["model"] == "Sequential"  # --no-inference-rule: the model itself
@@ -63,6 +64,7 @@ def test_eval_cli_attacks_the_model_as_its_method_deploys_it(checkpoint, tmp_pat
     (["--eot", "0"], "expected an int >= 1"),
     (["--protocol", "eot,bogus"], "unknown protocol(s) ['bogus']; valid choices: eot, seed"),
     (["--attack-samples", "foo=3"], "unknown attack 'foo'; valid choices: pgd20"),
+    (["--steps", "square=0"], "expected an int >= 1"),
 ])
 def test_eval_cli_bad_arguments_list_valid_choices(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

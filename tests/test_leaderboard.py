@@ -53,6 +53,14 @@ class Broken(ToyNoise):
         raise ValueError("toy_broken cannot convert anything")
 
 
+class ToyArch(ToyNoise):
+    """A method that declares its own architecture (`TrainingRecipe.model`): its row trains that network,
+    not the budget's mlp, and says so."""
+    name = "toy_arch"
+    description = "toy: its own architecture"
+    training = TrainingRecipe(recipe="pgd", model="small_cnn", model_options={"width": 2, "hidden": 8, "bn": False})
+
+
 def _env():
     env = dict(os.environ)
     root = str(Path(fastnoise.__file__).resolve().parent.parent)
@@ -84,13 +92,16 @@ def board(tmp_path_factory, budget_file):
     out = tmp_path_factory.mktemp("lb") / "board"
     methods.register(ToyNoise())
     methods.register(Broken())
+    methods.register(ToyArch())
     try:
         threads = torch.get_num_threads()
-        b = lb.run("synthetic", "toy_noise,toy_broken", str(budget_file), 1, out, progress=False, log=lambda s: None)
+        b = lb.run("synthetic", "toy_noise,toy_broken,toy_arch", str(budget_file), 1, out, progress=False,
+                   log=lambda s: None)
         assert torch.get_num_threads() == threads  # the run restores the caller's thread count
     finally:
         methods.unregister("toy_noise")
         methods.unregister("toy_broken")
+        methods.unregister("toy_arch")
     return b, out
 
 
@@ -98,7 +109,7 @@ def test_registered_method_appears_with_the_baselines(board):
     b, out = board
     assert [e.key for e in lb.select_entries("all")] == ["standard", "none"] + methods.names()
     keys = [r["entry"] for r in b["rows"]]
-    assert sorted(keys) == ["none", "standard", "toy_noise"]
+    assert sorted(keys) == ["none", "standard", "toy_arch", "toy_noise"]
     toy = next(r for r in b["rows"] if r["entry"] == "toy_noise")
     assert toy["stochastic"] and toy["eot_curve"] and toy["seed_protocol"]["kind"].startswith("one draw")
     assert toy["forwards_per_sample"]["pgd20"] == 2 * 3  # EOT-2 x 3 steps
@@ -107,6 +118,21 @@ def test_registered_method_appears_with_the_baselines(board):
     assert "training failed (seed 0): ValueError" in (out / "leaderboard.md").read_text()
     std = next(r for r in b["rows"] if r["entry"] == "standard")
     assert std["recipe"] == "standard" and not std["stochastic"] and std["eot_curve"] is None
+
+
+def test_a_method_declaring_its_architecture_trains_it_and_says_so(board):
+    b, out = board
+    arch = {r["entry"]: r["architecture"] for r in b["rows"]}
+    assert arch["toy_arch"] == {"name": "small_cnn", "options": {"width": 2, "hidden": 8, "bn": False},
+                                "source": "method"}
+    for k in ("standard", "none", "toy_noise"):  # everyone else: the budget's architecture
+        assert arch[k] == {"name": "mlp", "options": {"width": 16}, "source": "budget"}, k
+    r = json.loads((out / "results" / "toy_arch-seed0.json").read_text())
+    spec = json.loads(Path(r["train"]["checkpoint"]).read_text())["model_spec"]  # what was trained and evaluated
+    assert spec["name"] == "small_cnn" and spec["options"] == {"width": 2, "hidden": 8, "bn": False}
+    md = (out / "leaderboard.md").read_text()
+    assert "| small_cnn (*method's*) |" in md and md.count("| mlp |") == 3
+    assert "except toy_arch: small_cnn {width: 2, hidden: 8, bn: False}" in md and "a different network" in md
 
 
 def test_schema_table_and_plots(board):

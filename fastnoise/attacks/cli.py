@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     max_samples.update(args.attack_samples or {})
     results = evaluate(model, loader, args.attacks, eps, eot=args.eot, draws=args.draws, protocol=args.protocol,
                        max_samples=max_samples or None, device=args.device, seed=args.seed,
+                       steps=args.steps,
                        eot_curve=args.eot_curve or None, sanity_eps=None if args.no_sanity else args.sanity_eps,
                        n_classes=getattr(splits, "num_classes", None), batch_size=args.batch_size, log=print,
                        method=getattr(config, "method", None) if args.inference_rule else None)
@@ -142,6 +143,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-samples", type=_positive, default=None, help="evaluate the first N test samples")
     p.add_argument("--attack-samples", type=_per_attack_samples, default=None,
                    help="per-attack sample limits, e.g. autoattack_rand=100,square=50")
+    p.add_argument("--steps", type=_per_attack_samples, default=None,
+                   help="per-attack iterations (queries for square), e.g. square=1000; default: each attack's own "
+                        "(square 5000, autoattack_rand 100; the report records the value used)")
     p.add_argument("--eot-curve", type=_int_list, default=None, help="EOT values for the accuracy-vs-EOT plot")
     p.add_argument("--sanity-eps", type=_eps_value, default=1.0, help="eps of the PGD sanity check")
     p.add_argument("--no-sanity", action="store_true", help="skip the large-eps sanity check")

@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..nn import is_randomized, noise_modules
+from ..nn.inference import draws_per_forward
 from ..nn.draws import DEFAULT_MAX_BATCH, batchable, grouped
 from .registry import ATTACKS, check_eps, check_name, make_attack, rows_finite
 
@@ -425,9 +426,20 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
     randomized = is_randomized(model)
     notes = []
     if randomized:
-        runs = [(p, eot if p == "eot" else 1) for p in protocols]
+        # EOT counts noise draws per gradient: a deployed ensemble of k draws per forward (RSE's MeanSoftmax)
+        # gets ceil(eot / k) passes, so every randomized model is attacked with >= eot draws per gradient
+        k_draws = draws_per_forward(model)
+        passes = -(-eot // k_draws)
+        runs = [(p, passes if p == "eot" else 1) for p in protocols]
         n_draws = draws
+        if k_draws > 1:
+            notes.append(f"the deployed model averages {k_draws} noise draws per forward: EOT-{eot} = {passes} "
+                         f"pass(es) of it per gradient ({passes * k_draws} draws); the EOT curve likewise (points "
+                         f"below {k_draws} draws merge)")
+            if eot_curve:
+                eot_curve = sorted({-(-v // k_draws) for v in eot_curve})
     else:
+        k_draws = 1
         runs, n_draws = [("deterministic", 1)], 1
         notes.append("deterministic model (no active NoiseModule): one protocol, eot = 1, one inference draw")
     if n_classes is None and N:
@@ -470,7 +482,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                 st = _stats(corr)
                 desc = r["describe"]
                 rows.append({"attack": a, "norm": spec.norm, "eps": e, "bounded": spec.bounded, "protocol": p,
-                             "protocol_label": PROTOCOL_LABELS[p].format(eot=e_eot), "eot": e_eot,
+                             "protocol_label": PROTOCOL_LABELS[p].format(eot=e_eot * k_draws), "eot": e_eot,
+                             "draws_per_gradient": e_eot * k_draws,
                              "eot_kind": desc["eot_kind"], "steps": desc["steps"], "n": n_a, "subsampled": n_a < N,
                              "accuracy": st, "forward_calls": r["calls"],
                              "forwards_per_sample": r["samples"] / n_a if n_a else 0.0,
@@ -506,7 +519,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
                             kw=attack_kwargs.get(curve_attack, {}), log=log, batch_draws=batch_draws)
             st = _stats(_correct(model, r["adv"], y_all[:n_c], bs, n_draws, seed + 3, n_classes, batch=batch_draws)
                         & ~r["grad_failed"][None, :])
-            pts.append({"eot": k, "accuracy": st, "forwards_per_sample": r["samples"] / max(n_c, 1),
+            pts.append({"eot": k, "draws_per_gradient": k * k_draws, "accuracy": st,
+                        "forwards_per_sample": r["samples"] / max(n_c, 1),
                         "seconds": r["seconds"]})
             log(f"[eval] EOT curve {curve_attack} eps={eps_list[0]} eot={k}: {st['mean']:.4f} ± {st['std']:.4f}")
         curve = {"attack": curve_attack, "eps": eps_list[0], "n": n_c, "points": pts}
@@ -533,7 +547,8 @@ def _evaluate(model, x_all, y_all, bs, attacks, eps_list, eot, draws, protocols,
     return {
         "schema": 1,
         "meta": {**_meta(model, device), "seconds": time.perf_counter() - t_start},
-        "settings": {"attacks": attacks, "eps": eps_list, "eot": eot, "draws": n_draws, "protocols": [p for p, _ in runs],
+        "settings": {"attacks": attacks, "eps": eps_list, "eot": eot, "draws_per_forward": k_draws, "draws": n_draws,
+                     "protocols": [p for p, _ in runs],
                      "seed": seed, "n_samples": N, "n_classes": n_classes, "randomized": randomized,
                      "noise_modules": len(nm), "noise_modes": sorted({m.noise_mode for m in nm}),
                      "batched_draws": bool(batchable(model) if batch_draws is None else batch_draws),

@@ -112,7 +112,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
     if c:
         fig, ax = plt.subplots(figsize=(6, 4))
         pts = c["points"]
-        ax.errorbar([p["eot"] for p in pts], [100 * p["accuracy"]["mean"] for p in pts],
+        ax.errorbar([p.get("draws_per_gradient", p["eot"]) for p in pts], [100 * p["accuracy"]["mean"] for p in pts],
                     yerr=[100 * p["accuracy"]["std"] for p in pts], marker="o", capsize=3)
         ax.set_xscale("log")
         ax.set_xlabel("EOT draws per gradient")

@@ -123,7 +123,7 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
                                                       if i < len(_curve_points(r)) else None)})
         eot_curve = None
         if first["main"].get("eot_curve"):
-            ks = [p["eot"] for p in first["main"]["eot_curve"]["points"]]
+            ks = [p.get("draws_per_gradient", p["eot"]) for p in first["main"]["eot_curve"]["points"]]
             eot_curve = {"attack": first["main"]["eot_curve"]["attack"], "eps": first["main"]["eot_curve"]["eps"],
                          "n": first["main"]["eot_curve"]["n"],
                          "points": [{"eot": k, "accuracy": acc(lambda r, j=j: r["main"]["eot_curve"]["points"][j]["accuracy"])}
@@ -134,8 +134,11 @@ def build(results: list, entries: list, seeds: int, dataset: str, budget, eps_li
         flags = sorted({f"seed {r['seed']}: {f}" if seeds > 1 else f for r in rs for f in _flags(r)})
         inf = first["inference"]
         train_s = [r["train"]["train_time_s"] + ((r.get("conversion") or {}).get("seconds") or 0.0) for r in rs]
+        arch = first.get("architecture") or {"name": budget.model, "options": dict(budget.model_options),
+                                              "source": "budget"}  # results written before the field existed
         rows.append({
             "entry": e.key, "label": e.label, "method": e.method, "description": e.description,
+            "architecture": arch,
             "recipe": first["recipe"], "start": first["start"], "stochastic": stoch,
             "draw": first["describe"]["evaluation"]["draw"],
             "inference_rule": first["describe"]["evaluation"]["inference"],
@@ -192,11 +195,20 @@ def _si(v: Optional[float]) -> str:
     return f"{v:.3g}"
 
 
+def _opts(options: dict) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in options.items()) + "}"
+
+
+def _arch(a: dict) -> str:
+    """The architecture cell: its name, *method's* when the method declared it (not the budget's)."""
+    return a["name"] + (" (*method's*)" if a["source"] == "method" else "")
+
+
 def format_table(board: dict) -> str:
     """The leaderboard as Markdown: one table sorted by worst-case robust accuracy, then the legend."""
     seeds, b = board["seeds"], board["budget"]
     eps = board["eps"]
-    head = ["#", "method", "training", "clean %", "seed protocol %", "EOT PGD-20 %", "AA rand %", "Square %",
+    head = ["#", "method", "architecture", "training", "clean %", "seed protocol %", "EOT PGD-20 %", "AA rand %", "Square %",
             "worst case %", "seed − adaptive", "fwd/sample PGD · AA · Square", "train s (CPU s)", "infer ms/batch",
             "BitOPs/sample", "flags"]
     lines = [f"Leaderboard: {board['dataset']}, eps {eps:.4g} (L-inf), budget **{b['name']}**, {seeds} training seed(s), "
@@ -213,7 +225,7 @@ def format_table(board: dict) -> str:
         c = r["cost"]
         bit = _si(c["bitops_per_sample"]) + ("" if c["cost_model"] else " (dense)")
         lines.append("| " + " | ".join([
-            str(i), f"**{r['label']}**" + (" (rand)" if st else ""), training, _pct(a["clean"], seeds, st),
+            str(i), f"**{r['label']}**" + (" (rand)" if st else ""), _arch(r["architecture"]), training, _pct(a["clean"], seeds, st),
             _pct(a["seed_protocol"], seeds, st), _pct(a["pgd20"], seeds, st), _pct(a["autoattack_rand"], seeds, st),
             _pct(a["square"], seeds, st), f"**{_pct(a['worst_case'], seeds, st)}**", gap, fwd,
             (f"{c['train_time_s']['mean']:.0f}" if c["train_time_s"] else "—")
@@ -229,13 +241,21 @@ def format_table(board: dict) -> str:
     for r in board["rows"]:
         lines.append(f"| {r['label']} | {_pct(r['accuracy']['clean'], seeds)} | "
                      + " | ".join(_pct(p["accuracy"], seeds) for p in r["eps_curve"]) + " |")
-    lines += ["", f"Budget: {b['description']}.", "",
+    own = [r for r in board["rows"] if r["architecture"]["source"] == "method"]
+    arch_note = (f"Architecture: the budget's ({b['model']} {_opts(b['model_options'])}) for every row"
+                 + ("; except " + "; ".join(f"{r['label']}: {r['architecture']['name']} "
+                                             f"{_opts(r['architecture']['options'])}" for r in own)
+                    + ", the architecture the method declares (`TrainingRecipe.model`; marked *method's*): a "
+                      "different network, so its numbers are not those of the budget's architecture" if own else "")
+                 + ".")
+    lines += ["", f"Budget: {b['description']}.", "", arch_note, "",
               "Legend: *seed protocol* = the method paper's own evaluation (per row: "
               + "; ".join(f"{r['label']}: {r['seed_protocol']['kind']}" for r in board["rows"] if r["stochastic"]
                           or r["seed_protocol"]["kind"] != "deterministic: PGD-20 as is")
               + "; deterministic rows without their own protocol: PGD-20 as is). *Adaptive* = the attacks run on "
               "the model as deployed (its inference rule), noise on, EOT-" + str(b["eot"]) + " (mean logits of "
-              + str(b["eot"]) + " draws per gradient; AutoAttack rand: EOT inside APGD, " + str(b["aa_iterations"])
+              + str(b["eot"]) + " noise draws per gradient; a deployed ensemble of k draws per forward, e.g. RSE's, is "
+              "run ceil(" + str(b["eot"]) + " / k) times per gradient; AutoAttack rand: EOT inside APGD, " + str(b["aa_iterations"])
               + " iterations), classified with fresh draws. *Worst case* = per sample, correct clean and under every "
               "bounded attack (FGSM, PGD-20, AutoAttack rand, Square) in the same inference draw, on the samples all of "
               "them ran on. *seed − adaptive* = seed-protocol accuracy − worst case, in points: how much the paper's "
@@ -355,7 +375,7 @@ def _plots(board: dict, out: Path) -> dict:
     if rand:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for r in rand:
-            pts = [(p["eot"], ms(p["accuracy"])) for p in r["eot_curve"]["points"]]
+            pts = [(p.get("draws_per_gradient", p["eot"]), ms(p["accuracy"])) for p in r["eot_curve"]["points"]]
             ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts], yerr=[p[1][1] for p in pts], marker="o",
                         capsize=2, color=colors[r["entry"]], label=r["label"])
         ax.set_xscale("log")

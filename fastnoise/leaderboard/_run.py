@@ -215,6 +215,16 @@ def method_options(m: fnmethods.Method, splits) -> dict:
     return opts
 
 
+def architecture(entry: Entry, budget: Budget) -> dict:
+    """The architecture the entry is trained on: the budget's, or the one its method declares
+    (`TrainingRecipe.model`, e.g. NIT's spiking MLP: a different network, said in its row).
+    Returns {"name", "options", "source": "budget" | "method"}."""
+    t = entry.method_obj().training if entry.method != "none" else None
+    if t is not None and getattr(t, "model", None) is not None:
+        return {"name": t.model, "options": dict(t.model_options), "source": "method"}
+    return {"name": budget.model, "options": dict(budget.model_options), "source": "budget"}
+
+
 def train_config(entry: Entry, seed: int, budget: Budget, dataset: str, splits, out: Path, device: str,
                  data_root: Optional[str]):
     """The `TrainConfig` the entry is trained with (for a method converting a trained model: that model's)."""
@@ -224,7 +234,8 @@ def train_config(entry: Entry, seed: int, budget: Budget, dataset: str, splits, 
     method = "none" if trained_start else entry.method
     recipe = entry.recipe if entry.recipe is not None else m.training.recipe
     steps = budget.train_steps if budget.train_steps is not None else splits.default_steps
-    cfg = dict(dataset=dataset, data_root=data_root, model=budget.model, model_options=dict(budget.model_options),
+    arch = architecture(entry, budget)
+    cfg = dict(dataset=dataset, data_root=data_root, model=arch["name"], model_options=arch["options"],
                method=method, method_options=method_options(m, splits) if method != "none" else {}, recipe=recipe,
                epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, eps=float(splits.default_eps),
                alpha=None, steps=int(steps), early_stop=budget.early_stop, val_samples=budget.val_samples,
@@ -369,7 +380,7 @@ def evaluate_one(entry: Entry, seed: int, trained: dict, budget: Budget, splits,
     return {"format": FORMAT, "entry": entry.key, "label": entry.label, "method": entry.method,
             "seed": seed, "describe": _jsonable(m.describe()), "description": entry.description,
             "recipe": entry.recipe if entry.recipe is not None else m.training.recipe, "start": _start(entry),
-            "train": trained, "conversion": conversion, "eps": eps0, "main": _jsonable(main),
+            "architecture": architecture(entry, budget), "train": trained, "conversion": conversion, "eps": eps0, "main": _jsonable(main),
             "curve": _jsonable(curve), "seed_protocol": {"kind": seed_kind, "paper": spec.seed_protocol,
                                                          "result": _jsonable(seed_res) if seed_res else None},
             "inference": cost}

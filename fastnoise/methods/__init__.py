@@ -48,22 +48,31 @@ class _Baseline(Method):
 _BASELINE = _Baseline()
 
 
+_LOADED: set = set()  # the built-in method modules registered so far (a failed load is retried from there)
+
+
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
-    _BUILTINS_LOADED = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{__name__}.{info.name}")
-        method = getattr(mod, "METHOD", None)
-        if not isinstance(method, Method):
-            raise TypeError(f"fastnoise/methods/{info.name}.py must define METHOD, a fastnoise.methods.Method")
-        if method.name != info.name:
-            raise ValueError(f"fastnoise/methods/{info.name}.py defines a method named {method.name!r}: a method's "
-                             f"module is named after it")
-        register(method)
+    _BUILTINS_LOADED = True  # set first: a method module may call names() while it is imported
+    try:
+        for info in pkgutil.iter_modules(__path__):
+            if info.name.startswith("_") or info.name in _LOADED:
+                continue
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+            method = getattr(mod, "METHOD", None)
+            if not isinstance(method, Method):
+                raise TypeError(f"fastnoise/methods/{info.name}.py must define METHOD, a fastnoise.methods.Method")
+            if method.name != info.name:
+                raise ValueError(f"fastnoise/methods/{info.name}.py defines a method named {method.name!r}: a "
+                                 f"method's module is named after it")
+            register(method)
+            _LOADED.add(info.name)
+    except BaseException:
+        # a module that fails to import fails every later lookup too, never a registry silently missing it
+        _BUILTINS_LOADED = False
+        raise
 
 
 def register(method: Method, *, replace: bool = False) -> Method:

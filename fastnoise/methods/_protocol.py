@@ -14,7 +14,8 @@ targets / replace   what conversion swaps: `convert` (defined here, not per meth
                     (returned), refuses scripted modules, and raises naming `looks_for` when
                     there is nothing to convert
 training            the training recipe it wants (`TrainingRecipe`: recipe name of
-                    `fastnoise.adversarial.RECIPES` and the paper's eps / alpha / steps)
+                    `fastnoise.adversarial.RECIPES`, the paper's eps / alpha / steps, and the
+                    architecture it needs when it cannot train the usual ones: `model`)
 hooks(config)       its `Hooks` for the trainer (loss from clean + adversarial batches, noise
                     draws around the attack, a replaced update step, projections, ...)
 after_convert       an optional post-conversion recipe (e.g. NENNI's distillation), with its
@@ -133,6 +134,12 @@ class TrainingRecipe:
     "trained": the method converts a model already trained with the recipe (the unconverted architecture),
     then runs its post-conversion recipe (`Method.after_convert`), as NENNI's seed does. The leaderboard
     trains each method this way (and reuses the PGD-AT baseline's checkpoint when the training is the same).
+
+    model / model_options: the architecture the method needs (a `fastnoise.models` name and its options),
+    for a method that cannot train the usual ones (NIT: networks of LR layers, no batch norm); None
+    (default): any architecture, the caller's. `fastnoise train --method M` without ``--model`` builds it
+    (``--model-options`` given are merged over `model_options`); the leaderboard trains the method's row
+    on it instead of the budget's architecture and says so in the row (`architecture`, source "method").
     """
     recipe: str = "pgd"
     eps: Optional[float] = None
@@ -140,10 +147,28 @@ class TrainingRecipe:
     steps: Optional[int] = None
     description: str = ""
     start: str = "scratch"
+    model: Optional[str] = None
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            raise TypeError(f"model must be a fastnoise.models name or None, got {self.model!r}")
+        if not isinstance(self.model_options, Mapping) or not all(isinstance(k, str) for k in self.model_options):
+            raise TypeError(f"model_options must be a dict of option name -> value, got {self.model_options!r}")
+        if self.model is None and self.model_options:
+            raise ValueError(f"model_options {dict(self.model_options)} need a model (model=None: the caller's "
+                             f"architecture, with the caller's options)")
+        object.__setattr__(self, "model_options", dict(self.model_options))
+
+    def describe(self) -> dict:
+        """JSON-able fields; model / model_options only when the method declares an architecture (so the
+        description of a method without one is what it was before these fields existed)."""
+        d = dataclasses.asdict(self)
+        if self.model is None:
+            del d["model"], d["model_options"]
+        return d
 
 
 #: how a stochastic method draws its noise: one draw per sample (per element), or one per batch
@@ -346,7 +371,7 @@ class Method:
         """A JSON-able summary (for reports and `fastnoise info`)."""
         return {"name": self.name, "description": self.description,
                 "options": {o.name: o.default for o in self.options}, "looks_for": self.looks_for,
-                "training": dataclasses.asdict(self.training), "evaluation": self.evaluation.describe(),
+                "training": self.training.describe(), "evaluation": self.evaluation.describe(),
                 "cost_model": self.cost is not None, "post_convert": [o.name for o in self.post_options],
                 "example_options": dict(self.example_options)}
 

@@ -9,12 +9,21 @@ in one file.
   accepted too) for `fastnoise.nn.CTRWConv2d` (the random weight on its in-channels, Table 4's best
   site), mu = sigma = 1 at init (Xz-As/Constrained_Random_Adv `torch.ones(shape)`); the shape C x H x W is
   found by one probe forward at `input_size`. One delta per forward shared by the batch.
+* sites (`site`, seed Table 4 "Position Study" and §4.3 "Position of CTRW"): "in" (default: the seed's
+  method and best site, the random weight on the conv's input, per element of C x H x W), "out" (on its
+  output, per element of N x H' x W'), "both" (one on each, drawn together), "filter" (on the weight,
+  ``W * (mu + sigma delta)``, weight-shaped). The seed gives no shapes for the other sites; the code's
+  per-element convention is kept (`fastnoise.nn.CTRWConv2d`). The bounds below apply to the single-site
+  cases "in", "out" and "filter" unchanged (Lemma 1 is about two draws of the random weight, wherever it
+  sits; Lemma 2's B is measured through the network, and the random weight perturbs the conv's output
+  linearly in sigma at all three sites); "both" has two random weights and no single sum(sigma), so it
+  takes ``constraint="none"`` only (docs/design-notes.md).
 * bounds (`bounds`): computed from the network on the first training batch and kept in the layer's
   ``bounds`` buffer (float64 [A, B], saved with the weights):
 
   - A, Lemma 1 Eq. 10: ``A = (eps_r' - sum(mu)) / (alpha * sum|W^r[1]|)`` with ``W^r[i] = mu + |sigma| * delta_i``
-    two draws, ``eps_r' = eps_r * ||W^r[1]||_2 ||W^r[2]||_2``, alpha < 0 (seed §3: |alpha| = 1e-3;
-    eps_r = o(1), default 0). At init (mu = sigma = 1) A ~ 1 / (|alpha| E|1 + delta|) ~ 857 for any size,
+    two draws, ``eps_r' = eps_r * ||W^r[1]||_2 ||W^r[2]||_2``, alpha < 0 (seed §3: |alpha| = 1e-3 for
+    CIFAR's 3 x 32 x 32; default: scaled to the input size, `scaled_alpha`; eps_r = o(1), default 0). At init (mu = sigma = 1) A ~ 1 / (|alpha| E|1 + delta|) ~ 857 for any size,
     the seed's "A ~ 1/|alpha| = 1000";
   - B, Lemma 2 Eq. 13: ``sum(sigma') <= eps_y / (x^{n-1} . W^n beta)`` with sigma' the random weight mapped
     to the input of the last Linear (Eqs. 11-12: sigma' proportional to sigma), turned into a bound on
@@ -46,10 +55,11 @@ import torch
 
 from .. import _checks
 from ..nn import CTRWConv2d
+from ..nn.noise_conv import CTRW_SITES
 from ._common import TwoDraws, in_module_order, position_check, probe_input_shapes, size_option
 from ._protocol import Evaluation, Method, Option, TrainingRecipe, choice, integer, number, optional
 
-__all__ = ["METHOD", "CTRW", "bounds", "ctrw_layer", "algorithm2", "CONSTRAINTS"]
+__all__ = ["METHOD", "CTRW", "bounds", "ctrw_layer", "algorithm2", "CONSTRAINTS", "CTRW_SITES", "scaled_alpha"]
 
 CONSTRAINTS = ("bounds", "none", "fixed")
 
@@ -75,6 +85,21 @@ def _last_linear(model: torch.nn.Module) -> torch.nn.Module:
 
 def _draws(sigma: torch.Tensor, mu: torch.Tensor, g: torch.Generator, k: int) -> list[torch.Tensor]:
     return [mu + sigma * torch.randn(mu.shape, generator=g, dtype=torch.float64) for _ in range(k)]
+
+
+#: the seed's alpha (§3, |alpha| = 1e-3) and the size of sigma it was chosen for (CIFAR: 3 x 32 x 32)
+SEED_ALPHA, SEED_SIZE = -1e-3, 3 * 32 * 32
+
+
+def scaled_alpha(m: int) -> float:
+    """alpha for a random weight of m elements: ``-1e-3 * 3072 / m`` (-1e-3 on CIFAR-10's 3 x 32 x 32).
+
+    A ~ 1 / (|alpha| E|1 + delta|) whatever m (Lemma 1), so the seed's alpha puts a mean sigma of A / m ~ 0.3
+    on each CIFAR input element but ~ 14 on an 8 x 8 digit, where the input drowns in the noise (the quick
+    leaderboard measured 13% clean accuracy with it). Scaling alpha by 3072 / m keeps the seed's per-element
+    sigma at every input size (configs/digits_ctrw.json: -0.048 for m = 64); design note 54."""
+    m = _checks.integer("m", m, lo=1)
+    return SEED_ALPHA * SEED_SIZE / m
 
 
 @torch.no_grad()
@@ -186,7 +211,8 @@ class CTRWHooks(TwoDraws):
         layer = ctrw_layer(model)
         if torch.isnan(layer.bounds).any():
             o = self.opts
-            a = o["lower"] if o["lower"] is not None else lower_bound(layer, o["alpha"], o["eps_r"], o["bounds_seed"])
+            alpha = o["alpha"] if o["alpha"] is not None else scaled_alpha(layer.sigma.numel())
+            a = o["lower"] if o["lower"] is not None else lower_bound(layer, alpha, o["eps_r"], o["bounds_seed"])
             b = o["upper"]
             if b is None:
                 b = upper_bound(model, layer, x, o["eps_y"], o["beta"], o["draws"])["B"]
@@ -209,6 +235,8 @@ class CTRWHooks(TwoDraws):
         a, b = (float(v) for v in layer.bounds)
         metrics.update(ctrw_A=a, ctrw_B=b, ctrw_sigma_sum=float(s.sum()), ctrw_sigma_mean=float(s.mean()),
                        ctrw_sigma_min=float(s.min()), ctrw_sigma_max=float(s.max()))
+        if layer.site == "both":
+            metrics["ctrw_sigma_out_sum"] = float(layer.sigma_out.detach().abs().sum())
         if b < a:
             metrics["ctrw_infeasible"] = True
 
@@ -223,15 +251,20 @@ class CTRW(Method):
     """CTRW: see the module docstring."""
 
     name = "ctrw"
-    description = "CTRW (seed 001): trainable random weight mu + sigma*delta on one conv's input, sum(sigma) in [A, B], two-draw AT"
+    description = ("CTRW (seed 001): trainable random weight mu + sigma*delta on one conv's input (or output, both, "
+                   "filter), sum(sigma) in [A, B], two-draw AT")
     looks_for = "torch.nn.Conv2d layers (the position-th gets the random weight)"
     options = (
         Option("position", 0, "which Conv2d gets the random weight on its input: index in module order, or its name",
                _position),
+        Option("site", "in", "where the random weight goes (seed Table 4): 'in' (the conv's input, the seed's best), "
+               "'out' (its output, per element of N x H' x W'), 'both' (input and output; constraint 'none' only), "
+               "'filter' (the weight, W * (mu + sigma delta))", choice(*CTRW_SITES)),
         Option("input_size", [32, 32], "[H, W] of the model's input images (to size mu and sigma)", size_option),
         Option("constraint", "bounds", "'bounds' (sum(sigma) kept in [A, B]), 'none' (no constraint), 'fixed' "
                "(sigma fixed at A / m)", choice(*CONSTRAINTS)),
-        Option("alpha", -1e-3, "alpha < 0 of Lemma 1 (seed: |alpha| = 1e-3)", number(hi=0.0, hi_open=True)),
+        Option("alpha", None, "alpha < 0 of Lemma 1; None: the seed's -1e-3 scaled to the input size, "
+               "-1e-3 * 3072 / m (ctrw.scaled_alpha)", optional(number(hi=0.0, hi_open=True))),
         Option("eps_r", 0.0, "eps_r of Lemma 1, the cosine-similarity bound (o(1))", number(lo=0.0)),
         Option("eps_y", 1.0, "eps_y of Lemma 2, the output difference allowed (logits)", number(lo=0.0, lo_open=True)),
         Option("beta", 1e-2, "beta of Lemma 2 (seed: 1e-2)", number(lo=0.0, lo_open=True)),
@@ -255,6 +288,10 @@ class CTRW(Method):
         opts = super().check_options(options)
         if opts["lower"] is not None and opts["upper"] is not None and opts["lower"] > opts["upper"]:
             raise ValueError(f"method 'ctrw': lower must be <= upper, got lower={opts['lower']}, upper={opts['upper']}")
+        if opts["site"] == "both" and opts["constraint"] != "none":
+            raise ValueError(f"method 'ctrw': site 'both' has two random weights and no single sum(sigma) for the "
+                             f"bounds A, B of Lemmas 1-2: it needs constraint='none', got constraint="
+                             f"{opts['constraint']!r} (the bounds apply to sites 'in', 'out', 'filter')")
         return opts
 
     def targets(self, model, named, opts):
@@ -267,7 +304,7 @@ class CTRW(Method):
 
     def replace(self, name, conv, index, opts):
         layer = CTRWConv2d.from_conv(conv, input_shape=opts["_input_shape"], mu_init=opts["mu_init"],
-                                     sigma_init=opts["sigma_init"], seed=opts["seed"])
+                                     sigma_init=opts["sigma_init"], seed=opts["seed"], site=opts["site"])
         layer.register_buffer("bounds", torch.full((2,), math.nan, dtype=torch.float64, device=conv.weight.device))
         return layer
 

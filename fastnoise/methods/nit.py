@@ -371,8 +371,12 @@ class NIT(Method):
                number(lo=0.0, lo_open=True)),
         Option("sigma_hi", 4.0, "Pi_Omega: sigma <= sigma_hi", number(lo=0.0, lo_open=True)),
     )
+    #: the architecture NIT trains when none is given (`fastnoise train --method nit`, the leaderboard's row):
+    #: configs/digits_nit.json's spiking MLP (LIF, T = 8, 100 hidden neurons, sigma 1 at init; seed §4.1's
+    #: MLP, smaller). The budgets' small_cnn has batch norm, which the LR estimator cannot train.
     training = TrainingRecipe(recipe="standard", description="clean batches; the update is the LR estimate "
-                              "(forward passes only, Hooks.update), then the projection Pi_Omega")
+                              "(forward passes only, Hooks.update), then the projection Pi_Omega",
+                              model="spiking_mlp", model_options={"hidden": 100, "steps": 8, "sigma_init": 1.0})
     evaluation = Evaluation(
         stochastic=True, draw="per_sample",
         inference_doc="the network itself with its neuron noise on (one draw per forward pass); spiking nets: "

@@ -15,7 +15,17 @@ import torch
 from .. import _checks
 from .draws import DEFAULT_MAX_BATCH, draw_outputs, merge_groups
 
-__all__ = ["MeanSoftmax"]
+__all__ = ["MeanSoftmax", "draws_per_forward"]
+
+
+def draws_per_forward(model: torch.nn.Module) -> int:
+    """Independent noise draws one forward of `model` averages: ``model.draws_per_forward`` when the module
+    declares it (`MeanSoftmax`: n), else 1. The evaluation counts EOT in noise draws per attack gradient
+    (`fastnoise.attacks.evaluate`: an ensemble of n draws gets ceil(eot / n) passes per gradient)."""
+    k = getattr(model, "draws_per_forward", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{type(model).__name__}.draws_per_forward must be an int >= 1, got {k!r}")
+    return k
 
 
 class MeanSoftmax(torch.nn.Module):
@@ -44,6 +54,11 @@ class MeanSoftmax(torch.nn.Module):
         for j in range(1, self.n):  # the order of the sequential sum
             p = p + torch.softmax(outs[:, j], dim=2)
         return merge_groups((p / self.n).clamp_min(torch.finfo(p.dtype).tiny).log())
+
+    @property
+    def draws_per_forward(self) -> int:
+        """Noise draws averaged by one forward (n): EOT counts them (`draws_per_forward`)."""
+        return self.n
 
     def extra_repr(self) -> str:
         return f"n={self.n}"

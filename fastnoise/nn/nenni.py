@@ -400,7 +400,7 @@ class NENNIConv2d(NENNILayer):
 
     @staticmethod
     def _fused_channel(x) -> bool:
-        """The fused CPU inference path of the channel granularity (design note 53): no autograd, no tracing,
+        """The fused CPU inference path of the channel granularity (design note 57): no autograd, no tracing,
         float32 / float64 on the native CPU kernels. Elsewhere `_noisy_channel` (same values)."""
         return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
                 and x.dtype in (torch.float32, torch.float64) and _backend.resolve(x.device, None) == "cpu")

@@ -326,7 +326,7 @@ def _channel_conv2d_into(x: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     """Inference helper of NENNI's channel granularity (no autograd, not for tracing): writes
     `channel_conv2d`'s kept planes into `out` in place, ``out[b, j] = conv2d(x, ...)[b, j]`` where
     ``keep[b, j]``, and leaves the other planes of `out` as they are; returns `out`. The CPU kernel writes
-    straight into out (no full-size output, no zero fill, no scatter; design note 53); the other backends run
+    straight into out (no full-size output, no zero fill, no scatter; design note 57); the other backends run
     the reference. `out`: ``[B, n, H', W']`` of x's dtype and device, not overlapping x, weight or bias.
     """
     x, weight, stride, padding, dilation, groups, out_shape = _conv_args(x, weight, bias, stride, padding,

@@ -490,7 +490,7 @@ def _conv_approx_pooled(x: torch.Tensor, proj: TernaryProjection, w: torch.Tenso
     """Inference helper of NENNI's channel granularity (no autograd, not for tracing): ``(z~, score)`` with
     z~ = `ternary_conv_approx` (same arguments, same values) and its pooled channel score
     ``score [B, n] = mean over positions of |z~|`` (of z~ when `signed`), computed by the epilogue kernel
-    ``ternary_conv_epilogue_pooled`` while each row of z~ is in cache: no |z~| temporary (design note 53).
+    ``ternary_conv_epilogue_pooled`` while each row of z~ is in cache: no |z~| temporary (design note 57).
     The CPU kernel sums in a fixed lane order of its own, so the score agrees with torch's
     ``z.abs().mean((2, 3))`` to rounding (not bit for bit); the other backends run that reference.
     """

@@ -61,7 +61,11 @@ def _opt_int(s: str) -> Optional[int]:
     return None if s.strip().lower() in ("none", "null", "default") else int(s)
 
 
-_TYPES = {"model_options": _json_dict, "method_options": _json_dict, "milestones": _int_list,
+def _opt_str(s: str) -> Optional[str]:
+    return None if s.strip().lower() in ("null", "default") else s
+
+
+_TYPES = {"model": _opt_str, "model_options": _json_dict, "method_options": _json_dict, "milestones": _int_list,
           "eps": _opt_float, "alpha": _opt_float, "steps": _opt_int}
 
 

@@ -10,13 +10,18 @@ from ..adversarial import RECIPES as _RECIPES
 #: the training recipes (`fastnoise.adversarial.RECIPES`)
 RECIPES = tuple(_RECIPES)
 MAX_SEED = 2 ** 63 - 1
+#: the architecture of a run whose model is null and whose method declares none
+DEFAULT_MODEL = "small_cnn"
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """A training run.
 
-    dataset / data_root: `fastnoise.data.load` arguments. model / model_options: `fastnoise.models.build`.
+    dataset / data_root: `fastnoise.data.load` arguments. model / model_options: `fastnoise.models.build`;
+    model null (default): the method's architecture (`Method.training.model`, its options with
+    `model_options` merged over them) when it declares one (NIT: ``spiking_mlp``), else ``small_cnn``
+    (`resolved_model`).
     method / method_options: `fastnoise.convert(model, method, **method_options)` ("none": no conversion);
     the method also brings its training hooks (`fastnoise.methods.Method.hooks`).
     recipe: a name of `fastnoise.adversarial.RECIPES`: "standard" (clean cross-entropy), "pgd" (Madry
@@ -33,7 +38,7 @@ class TrainConfig:
     """
     dataset: str = "digits"
     data_root: Optional[str] = None
-    model: str = "small_cnn"
+    model: Optional[str] = None
     model_options: dict = dataclasses.field(default_factory=dict)
     method: str = "none"
     method_options: dict = dataclasses.field(default_factory=dict)
@@ -113,7 +118,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be a finite number {rng}{' or null' if optional else ''}, got {v!r}")
 
         choice("dataset", data.names())
-        choice("model", models.names())
+        if self.model is not None:
+            choice("model", models.names())
         choice("method", ["none"] + methods.names())
         if self.recipe is not None and self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {list(RECIPES)} (or null: the method's recipe), got {self.recipe!r}")
@@ -122,8 +128,11 @@ class TrainConfig:
                 raise ValueError(f"{key} must be a dict (JSON object), got {getattr(self, key)!r}")
             if not all(isinstance(k, str) for k in getattr(self, key)):
                 raise ValueError(f"{key} keys must be strings, got {sorted(map(repr, getattr(self, key)))}")
+        name, opts = self.resolved_model()
+        if name not in models.names():  # a method declaring an architecture that is not there
+            raise ValueError(f"method {self.method!r} declares model {name!r}, which is not one of {models.names()}")
         try:
-            models.check_options(self.model, self.model_options)
+            models.check_options(name, opts)
         except (TypeError, ValueError) as e:
             raise ValueError(f"model_options: {e}") from None
         try:
@@ -165,6 +174,18 @@ class TrainConfig:
             return list(self.milestones)
         return sorted({max(1, int(self.epochs * 0.5)), max(1, int(self.epochs * 0.75))})
 
+    def resolved_model(self) -> tuple[str, dict]:
+        """(architecture, options) this run builds: `model` with `model_options` when model is set; else the
+        method's declared architecture (`Method.training.model`) with `model_options` merged over its
+        options; else ("small_cnn", model_options)."""
+        if self.model is not None:
+            return self.model, dict(self.model_options)
+        from .. import methods
+        m = methods.get(self.method).training
+        if getattr(m, "model", None) is not None:
+            return m.model, {**m.model_options, **self.model_options}
+        return DEFAULT_MODEL, dict(self.model_options)
+
     def resolved_recipe(self) -> str:
         """The recipe this run trains with: `recipe`, else the method's (`Method.training.recipe`)."""
         if self.recipe is not None:
@@ -192,7 +213,9 @@ class TrainConfig:
         return eps, alpha, steps
 
     def diff(self, other: "TrainConfig", ignore: tuple = ()) -> dict[str, tuple[Any, Any]]:
-        """Keys whose values differ (the recipe compared as resolved: null == the method's recipe)."""
+        """Keys whose values differ (the recipe and the architecture compared as resolved: null == the
+        method's recipe / architecture)."""
         a, b = self.to_dict(), other.to_dict()
         a["recipe"], b["recipe"] = self.resolved_recipe(), other.resolved_recipe()
+        (a["model"], a["model_options"]), (b["model"], b["model_options"]) = self.resolved_model(), other.resolved_model()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}

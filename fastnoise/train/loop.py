@@ -157,9 +157,10 @@ def shift_streams(model: torch.nn.Module, delta: int) -> None:
 # ---- the loop -------------------------------------------------------------------------------------
 
 def model_spec(config: TrainConfig, splits: fndata.Splits) -> dict:
-    return {"name": config.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+    name, options = config.resolved_model()
+    return {"name": name, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
             "input_size": list(splits.input_size), "mean": list(splits.mean), "std": list(splits.std),
-            "options": dict(config.model_options)}
+            "options": options}
 
 
 def build_model(config: TrainConfig, splits: fndata.Splits) -> torch.nn.Module:
@@ -299,7 +300,7 @@ def _train_model(model: torch.nn.Module, splits: fndata.Splits, config: TrainCon
     t0 = time.perf_counter()
     log = (lambda *a: None) if (config.quiet or d.rank != 0) else (lambda *a: print(*a, flush=True))
     if d.rank == 0:
-        log(f"fastnoise train: {config.dataset} {config.model} method={config.method} recipe={recipe.name} "
+        log(f"fastnoise train: {config.dataset} {spec['name']} method={config.method} recipe={recipe.name} "
             f"eps={eps:.4g} alpha={alpha:.4g} steps={steps} epochs={config.epochs} batch={config.batch_size} "
             f"x{d.world} device={device} out={out}" + (f" (resumed at epoch {start_epoch})" if resume else ""))
     for epoch in range(start_epoch, config.epochs):

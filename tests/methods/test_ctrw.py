@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fastnoise
+from fastnoise import rng
 from fastnoise.methods import get
 from fastnoise.methods.ctrw import algorithm2, bounds, ctrw_layer, lower_bound
 from fastnoise.nn import CTRWConv2d
@@ -136,6 +137,12 @@ def test_ctrw_bad_options_name_the_option():
                      ({"input_size": [2, 2]}, "input_size must be .* a forward of shape")):
         with pytest.raises(ValueError, match=msg):
             fastnoise.convert(small_cnn(), "ctrw", **{**SMALL, **bad})
+    with pytest.raises(ValueError, match=r"site must be one of \['in', 'out', 'both', 'filter'\], got 'after'"):
+        fastnoise.convert(small_cnn(), "ctrw", site="after", **SMALL)
+    with pytest.raises(ValueError, match=r"site must be one of \('in', 'out', 'both', 'filter'\), got 'after'"):
+        CTRWConv2d(1, 2, 3, input_shape=(1, 8, 8), site="after")
+    with pytest.raises(ValueError, match="site 'both' .* needs constraint='none', got constraint='bounds'"):
+        fastnoise.convert(small_cnn(), "ctrw", site="both", **SMALL)
 
 
 @pytest.mark.parametrize("name", ["cifar10_ctrw"])
@@ -143,3 +150,85 @@ def test_ctrw_paper_config_starts(tmp_path, name):
     r = check_paper_config_starts(tmp_path, name, "ctrw")
     h = r["history"][0]
     assert h["ctrw_A"] > 0 and math.isfinite(h["ctrw_B"])
+
+
+def test_default_alpha_is_the_seeds_scaled_to_the_input_size():
+    from fastnoise.methods.ctrw import scaled_alpha
+    assert scaled_alpha(3 * 32 * 32) == -1e-3 and scaled_alpha(64) == pytest.approx(-0.048)
+    with pytest.raises(ValueError, match=r"m must be an int in \[1, inf\], got 0"):
+        scaled_alpha(0)
+
+
+# ---- sites (seed 001 Table 4 "Position Study"): the random weight on the input, output, both, or the filter ----
+
+def _eager(layer, conv, x, state):
+    """The site's formula with delta regenerated from the stream (fastnoise.rng.normal) at `state`."""
+    seed, off = int(state[0]), int(state[1])
+    delta = lambda shape, at: rng.normal(math.prod(shape), seed, at).view(shape)  # noqa: E731
+    mu, sig = layer.mu.detach(), layer.sigma.detach()
+    if layer.site == "filter":
+        return torch.nn.functional.conv2d(x, conv.weight * (mu + sig * delta(mu.shape, off)), conv.bias, padding=1)
+    xin = x * (mu + sig * delta(mu.shape, off)) if layer.site in ("in", "both") else x
+    y = torch.nn.functional.conv2d(xin, conv.weight, conv.bias, padding=1)
+    if layer.site == "out":
+        return y * (mu + sig * delta(mu.shape, off))
+    if layer.site == "both":
+        n_in = (mu.numel() + 3) // 4 * 4  # the out delta follows the in delta in the stream
+        return y * (layer.mu_out.detach() + layer.sigma_out.detach() * delta(layer.mu_out.shape, off + n_in))
+    return y
+
+
+SHAPES = {"in": (3, 6, 6), "out": (4, 6, 6), "both": (3, 6, 6), "filter": (4, 3, 3, 3)}
+
+
+@pytest.mark.parametrize("site", ["in", "out", "both", "filter"])
+def test_ctrw_site_formula_zero_sigma_and_state_dict(site):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.rand(2, 3, 6, 6)
+    zero = CTRWConv2d.from_conv(conv, input_shape=(3, 6, 6), sigma_init=0.0, seed=1, site=site)
+    with torch.no_grad():
+        assert torch.equal(zero(x), conv(x))  # mu = 1, sigma = 0: exactly the plain conv, noise on
+    layer = CTRWConv2d.from_conv(conv, input_shape=(3, 6, 6), seed=3, site=site)
+    with torch.no_grad():
+        layer.sigma.uniform_(0.2, 0.6)
+        layer.mu.uniform_(0.5, 1.5)
+    assert tuple(layer.sigma.shape) == SHAPES[site] and layer.config()["site"] == site
+    if site == "both":
+        assert tuple(layer.sigma_out.shape) == (4, 6, 6)
+    state = layer.stream.state.clone()
+    y = layer(x)
+    assert torch.allclose(y, _eager(layer, conv, x, state), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        assert not torch.equal(layer(x), layer(x))  # a fresh draw per forward
+        out = layer(torch.stack([x[0], x[0]]))
+    assert torch.equal(out[0], out[1])  # one draw shared by the batch
+    y.sum().backward()
+    assert layer.sigma.grad.abs().sum() > 0 and layer.mu.grad.abs().sum() > 0 and conv.weight.grad is not None
+    # state-dict round trip: another layer takes the parameters, the stream and the site
+    other = CTRWConv2d(3, 4, 3, padding=1, input_shape=(3, 6, 6), site=site)
+    other.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        assert torch.equal(other(x), layer(x))
+    wrong = CTRWConv2d(3, 4, 3, padding=1, input_shape=(3, 6, 6), site="in" if site != "in" else "out")
+    with pytest.raises(ValueError, match="site"):
+        wrong.load_state_dict(layer.state_dict())
+
+
+@pytest.mark.parametrize("site", ["out", "both", "filter"])
+def test_ctrw_site_converts_and_trains_a_step(tmp_path, site):
+    m = fastnoise.convert(small_cnn(), "ctrw", site=site, seed=0, **SMALL,
+                          **({"constraint": "none"} if site == "both" else {}))
+    layer = ctrw_layer(m)
+    assert layer.site == site and tuple(layer.sigma.shape) == {"out": (8, 8, 8), "both": (1, 8, 8),
+                                                              "filter": (8, 1, 3, 3)}[site]
+    log = SigmaLog()
+    opts = {"seed": 0, "site": site, **SMALL, **({"constraint": "none"} if site == "both" else {"lower": 80.0,
+                                                                                              "upper": 100.0})}
+    r = fit(tiny(tmp_path, "ctrw", opts, epochs=1, batch_size=320), log)
+    assert len(log.sums) == 2 and math.isfinite(r["history"][0]["train_loss"])
+    if site != "both":  # the bounds hold at the single sites
+        assert all(80.0 * (1 - 1e-9) <= s <= 100.0 * (1 + 1e-9) for s in log.sums), log.sums
+    else:
+        assert r["history"][0]["ctrw_sigma_out_sum"] > 0
+    check_state_dict_round_trip("ctrw", opts)

@@ -228,3 +228,23 @@ def test_fastnoise_train_method_nit_on_digits_resumes(tmp_path):
     assert res["history"][0]["nit_estimator"] == "nit_s"
     res2 = fit(TrainConfig.from_dict(dict(cfg, epochs=2)), resume=True)
     assert [h["nit_estimator"] for h in res2["history"]] == ["nit_s", "nit"]
+
+
+def test_default_architecture_is_the_methods_spiking_mlp():
+    """`fastnoise train --method nit` without --model builds NIT's declared network (TrainingRecipe.model), not
+    small_cnn (batch norm: the LR estimator cannot train it); the leaderboard's nit row uses the same."""
+    from fastnoise.methods import TrainingRecipe
+    from fastnoise.train.loop import build_model
+    declared = {"hidden": 100, "steps": 8, "sigma_init": 1.0}
+    cfg = TrainConfig(method="nit", model_options={"hidden": 16}).validate()
+    assert cfg.resolved_model() == ("spiking_mlp", {**declared, "hidden": 16})  # given options win
+    m = build_model(cfg, data.load("synthetic"))
+    assert [tuple(l.weight.shape) for l in lr_layers(m)] == [(16, 64), (4, 16)]
+    assert TrainConfig(method="nit").diff(TrainConfig(method="nit", model="spiking_mlp", model_options=declared)) == {}
+    with pytest.raises(ValueError, match=r"'1.features.1' \(BatchNorm2d\) has parameters"):
+        build_model(TrainConfig(method="nit", model="small_cnn").validate(), data.load("synthetic"))
+    assert TrainConfig(method="rse").resolved_model() == ("small_cnn", {})  # a method without one: as before
+    assert methods.get("nit").describe()["training"]["model"] == "spiking_mlp"
+    assert "model" not in methods.get("rse").describe()["training"]  # unchanged description (stored results)
+    with pytest.raises(ValueError, match="need a model"):
+        TrainingRecipe(model_options={"hidden": 4})

@@ -399,3 +399,16 @@ def test_register_method_decorator_of_the_earlier_api():
         assert isinstance(out, torch.nn.Sequential)
     finally:
         methods.unregister("legacy_fn")
+
+
+def test_a_method_module_that_fails_to_import_fails_every_lookup(monkeypatch, tmp_path):
+    """A broken fastnoise/methods/<name>.py must not leave a registry silently missing its methods."""
+    import fastnoise.methods as fm
+    (tmp_path / "zz_broken.py").write_text("def broken(:\n")
+    monkeypatch.setattr(fm, "__path__", list(fm.__path__) + [str(tmp_path)])
+    monkeypatch.setattr(fm, "_BUILTINS_LOADED", False)
+    for _ in range(2):  # the second lookup fails the same way, it does not see a partial registry
+        with pytest.raises(SyntaxError):
+            fm.get("rse")
+    monkeypatch.setattr(fm, "__path__", [p for p in fm.__path__ if p != str(tmp_path)])
+    assert fm.get("rse").name == "rse" and "ctrw" in fm.names()

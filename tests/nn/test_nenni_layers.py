@@ -190,7 +190,7 @@ def test_noisy_output_is_bit_identical_to_the_straight_line_composition(sampled,
 @pytest.mark.parametrize("score", ["abs", "signed"])
 def test_channel_cpu_inference_fused_path(sampled, monkeypatch, dtype, score):
     """CPU inference at channel granularity runs the fused path (the pooled score from the approximation's
-    epilogue, the kept channels written into z~: design note 53) and gives the autograd path's output."""
+    epilogue, the kept channels written into z~: design note 57) and gives the autograd path's output."""
     import fastnoise.ops.sampled as sampled_ops
     calls = []
     into = sampled_ops._channel_conv2d_into
