@@ -70,8 +70,9 @@ def job(method: str, seed: int, out: Path, args) -> dict:
 
 
 def _acc(res: dict, attack: str, protocol: str):
+    """(accuracy %, n) of `attack` under `protocol`; a deterministic model has one protocol for both."""
     for r in res["rows"]:
-        if r["attack"] == attack and r["protocol"] == protocol:
+        if r["attack"] == attack and r["protocol"] in (protocol, "deterministic"):
             return r["accuracy"]["mean"] * 100, r["n"]
     return None, None
 
@@ -88,7 +89,7 @@ def table(rows: list[dict], methods, seeds: int) -> tuple[str, list[dict]]:
         r0 = rs[0]["results"]
         eot = [_acc(r["results"], "pgd20", "eot")[0] for r in rs]
         eot = [v for v in eot if v is not None]
-        worst = [w for w in r0["worst_case"] if w["protocol"] == "eot"]
+        worst = [w for w in r0["worst_case"] if w["protocol"] in ("eot", "deterministic")]
         rec = {"method": m, "clean": r0["clean"]["accuracy"]["mean"] * 100,
                "clean_seeds": [r["results"]["clean"]["accuracy"]["mean"] * 100 for r in rs],
                "pgd20_seed": _acc(r0, "pgd20", "seed")[0], "pgd20_eot": eot,

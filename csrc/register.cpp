@@ -42,6 +42,10 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
   // folded in), b [n] -> z [B, n, Ho, Wo] = w_g y_g + b_g per group (a CPU kernel; the triton and cuda
   // backends run the reference's torch GEMM, cuBLAS: fastnoise/ops/_dispatch.py)
   m.def("ternary_conv_epilogue(Tensor y, Tensor w, Tensor? b, int groups) -> Tensor");
+  // the same and the pooled channel score of z: score [B, n] = mean over Ho, Wo of |z| (signed_score: of z),
+  // summed in the epilogue while each row is in cache (NENNI channel granularity; CPU kernel, others: reference)
+  m.def("ternary_conv_epilogue_pooled(Tensor y, Tensor w, Tensor? b, int groups, bool signed_score) "
+        "-> (Tensor, Tensor)");
   // sampled (NENNI exact part): outputs only where mask / keep is True, 0 elsewhere.
   // linear: x [R, K], weight [N, K], mask [R, N]; conv: x [B, C, H, W], weight [n, C/groups, kh, kw],
   // mask [B, n, H', W'] (position) or keep [B, n] (channel). Backward: (grad_x, grad_weight, grad_bias);
@@ -63,6 +67,10 @@ TORCH_LIBRARY(fastnoise_kernels, m) {
         "int[] dilation, int groups) -> Tensor");
   m.def("channel_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor keep, int[] stride, int[] padding, "
         "int[] dilation, int groups) -> Tensor");
+  // in place: out[b, j] = channel_conv2d(...)[b, j] where keep[b, j], other planes of out untouched (NENNI
+  // writes the kept channels into z~; a CPU kernel, the triton and cuda backends run the reference)
+  m.def("channel_conv2d_into(Tensor x, Tensor weight, Tensor? bias, Tensor keep, Tensor(a!) out, int[] stride, "
+        "int[] padding, int[] dilation, int groups) -> ()");
   m.def("sampled_conv2d_backward(Tensor grad, Tensor x, Tensor weight, Tensor mask, int[] stride, "
         "int[] padding, int[] dilation, int groups) -> (Tensor, Tensor, Tensor)");
   // noise_conv: conv2d with reparameterized noise on the input, weight and output (csrc/noise_conv/config.h:

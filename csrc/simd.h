@@ -36,6 +36,47 @@ inline T hsum(typename Vec<T>::type v) {
   return s;
 }
 
+// Native-width vectors for register tiles: one vector register of the ISA this file is compiled for (64
+// bytes with AVX-512, 32 with AVX / AVX2, 16 otherwise) and the number of such registers. A 64-byte Vec is
+// kParts<T> native vectors; a tile of Vecs that fits AVX-512's 32 zmm registers spills on AVX2's 16 ymm
+// ones (GCC then also builds scalar broadcasts through the stack), so the register-tiled kernels size their
+// tiles in native vectors (kNatRegs). Lane-wise arithmetic is the same on every ISA, so a kernel that keeps
+// each element's order of operations gives the same bits whatever the native width.
+#if defined(__AVX512F__)
+constexpr int kNatBytes = 64, kNatRegs = 32;
+#elif defined(__AVX__)
+constexpr int kNatBytes = 32, kNatRegs = 16;
+#else
+constexpr int kNatBytes = 16, kNatRegs = 16;
+#endif
+
+template <typename T>
+struct NVec {
+  typedef T type __attribute__((vector_size(kNatBytes), aligned(sizeof(T)), may_alias));
+};
+
+template <typename T>
+constexpr int kNW = kNatBytes / static_cast<int>(sizeof(T));  // elements per native vector
+
+template <typename T>
+constexpr int kParts = kVW<T> / kNW<T>;  // native vectors per Vec
+
+template <typename T>
+inline typename NVec<T>::type nload(const T* p) {
+  return *reinterpret_cast<const typename NVec<T>::type*>(p);
+}
+
+template <typename T>
+inline void nstore(T* p, typename NVec<T>::type v) {
+  *reinterpret_cast<typename NVec<T>::type*>(p) = v;
+}
+
+// every lane = s (one broadcast instruction)
+template <typename T>
+inline typename NVec<T>::type nsplat(T s) {
+  return typename NVec<T>::type{} + s;
+}
+
 // A thread-local work buffer of n elements aligned to 64 bytes, so that every vector load is one cache line.
 template <typename T>
 class VecBuffer {

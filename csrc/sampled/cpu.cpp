@@ -302,15 +302,25 @@ inline int64_t run_offset(const ConvGeom& g, const Runs& rs, int64_t Wp, int64_t
 // as fast or faster at every kept fraction up to 30% (the im2col alone writes L * Kg values per sample, and
 // MKL's sgemm runs at half this CPU's FMA rate), so it is the only path.
 
+// Tile sizes in native vectors (csrc/simd.h): RB * CB * kParts accumulators plus RB loads and one weight
+// vector fit the vector registers (4 x 4 zmm with AVX-512; 2 x 3 x 2 ymm with AVX2; 1 x 3 x 4 with SSE).
+template <typename T>
+constexpr int kDirRows = kNatRegs >= 32 ? 4 : kParts<T> <= 2 ? 2 : 1;
+template <typename T>
+constexpr int kDirCols = kNatRegs >= 32 ? 4 : 3;
+
 template <typename T, int RB, int CB>
 inline void direct_block(const T* xp, const ConvGeom& g, const Runs& rs, int64_t Wp, int64_t grp, int64_t l0,
                          const T* Wt, const int64_t* kept, T* res) {
-  using V = typename Vec<T>::type;
-  constexpr int VW = kVW<T>;
-  V acc[RB][CB];
+  using N = typename NVec<T>::type;
+  constexpr int VW = kVW<T>, NW = kNW<T>, P = kParts<T>;
+  N acc[RB][CB][P];  // lanes j * NW .. of the 64-byte accumulator of (position i, channel c)
   T tail[RB][CB];
   for (int i = 0; i < RB; ++i)
-    for (int c = 0; c < CB; ++c) acc[i][c] = V{}, tail[i][c] = T(0);
+    for (int c = 0; c < CB; ++c) {
+      for (int j = 0; j < P; ++j) acc[i][c][j] = N{};
+      tail[i][c] = T(0);
+    }
   const int64_t nv = rs.len / VW * VW;
   for (int64_t r = 0; r < rs.n; ++r) {
     const T* p[RB];
@@ -319,14 +329,17 @@ inline void direct_block(const T* xp, const ConvGeom& g, const Runs& rs, int64_t
     for (int i = 0; i < RB; ++i) p[i] = xp + run_offset(g, rs, Wp, l0 + i, grp, r, &woff);
     for (int c = 0; c < CB; ++c) w[c] = Wt + kept[c] * g.Kg + woff;
     for (int64_t k = 0; k < nv; k += VW) {
-      V xv[RB];
+#pragma GCC unroll 4
+      for (int j = 0; j < P; ++j) {
+        N xv[RB];
 #pragma GCC unroll 8
-      for (int i = 0; i < RB; ++i) xv[i] = vload(p[i] + k);
+        for (int i = 0; i < RB; ++i) xv[i] = nload(p[i] + k + j * NW);
 #pragma GCC unroll 8
-      for (int c = 0; c < CB; ++c) {
-        const V wv = vload(w[c] + k);
+        for (int c = 0; c < CB; ++c) {
+          const N wv = nload(w[c] + k + j * NW);
 #pragma GCC unroll 8
-        for (int i = 0; i < RB; ++i) acc[i][c] += xv[i] * wv;
+          for (int i = 0; i < RB; ++i) acc[i][c][j] += xv[i] * wv;
+        }
       }
     }
     for (int64_t k = nv; k < rs.len; ++k)
@@ -334,44 +347,49 @@ inline void direct_block(const T* xp, const ConvGeom& g, const Runs& rs, int64_t
         for (int c = 0; c < CB; ++c) tail[i][c] += p[i][k] * w[c][k];
   }
   for (int i = 0; i < RB; ++i)
-    for (int c = 0; c < CB; ++c) res[c * g.L + l0 + i] = hsum<T>(acc[i][c]) + tail[i][c];
+    for (int c = 0; c < CB; ++c) {
+      T s = T(0);  // the lanes of the 64-byte accumulator in order (as hsum): the same bits on every ISA
+      for (int j = 0; j < P; ++j)
+        for (int l = 0; l < NW; ++l) s += acc[i][c][j][l];
+      res[c * g.L + l0 + i] = s + tail[i][c];
+    }
 }
 
-// All output positions for CB kept channels: 4 at a time, then one at a time.
+// All output positions for CB kept channels: kDirRows<T> at a time, then one at a time.
 template <typename T, int CB>
 inline void direct_cols(const T* xp, const ConvGeom& g, const Runs& rs, int64_t Wp, int64_t grp, const T* Wt,
                         const int64_t* kept, T* res) {
   int64_t l0 = 0;
-  for (; l0 + 4 <= g.L; l0 += 4) direct_block<T, 4, CB>(xp, g, rs, Wp, grp, l0, Wt, kept, res);
+  for (; l0 + kDirRows<T> <= g.L; l0 += kDirRows<T>)
+    direct_block<T, kDirRows<T>, CB>(xp, g, rs, Wp, grp, l0, Wt, kept, res);
   for (; l0 < g.L; ++l0) direct_block<T, 1, CB>(xp, g, rs, Wp, grp, l0, Wt, kept, res);
 }
 
-// res [nk, L] for the kept rows `kept` (indices into Wt, already offset to the group). Channel blocks
-// outer: a block's weight rows stay in L1 while every output position reads them.
+// the last nc < kDirCols<T> kept channels
+template <typename T, int CB>
+inline void direct_cols_tail(int64_t nc, const T* xp, const ConvGeom& g, const Runs& rs, int64_t Wp, int64_t grp,
+                             const T* Wt, const int64_t* kept, T* res) {
+  if constexpr (CB >= 1) {
+    if (nc == CB) return direct_cols<T, CB>(xp, g, rs, Wp, grp, Wt, kept, res);
+    direct_cols_tail<T, CB - 1>(nc, xp, g, rs, Wp, grp, Wt, kept, res);
+  }
+}
+
+// res [nk, L] (row stride ldr) for the kept rows `kept` (indices into Wt, already offset to the group).
+// Channel blocks outer: a block's weight rows stay in L1 while every output position reads them.
 template <typename T>
 void channel_direct(const T* xp, const ConvGeom& g, int64_t Wp, int64_t grp, const T* Wt, const int64_t* kept,
                     int64_t nk, T* res) {
   const Runs rs = patch_runs(g);
   int64_t i = 0;
-  for (; i + 4 <= nk; i += 4) direct_cols<T, 4>(xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L);
-  switch (nk - i) {
-    case 3: direct_cols<T, 3>(xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L); break;
-    case 2: direct_cols<T, 2>(xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L); break;
-    case 1: direct_cols<T, 1>(xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L); break;
-    default: break;
-  }
+  for (; i + kDirCols<T> <= nk; i += kDirCols<T>)
+    direct_cols<T, kDirCols<T>>(xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L);
+  direct_cols_tail<T, kDirCols<T> - 1>(nk - i, xp, g, rs, Wp, grp, Wt, kept + i, res + i * g.L);
 }
 
-at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                              const at::Tensor& keep, at::IntArrayRef stride, at::IntArrayRef padding,
-                              at::IntArrayRef dilation, int64_t groups) {
-  check_sampled_inputs(x, weight, bias, keep);
-  const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
-  check_channel_keep(keep, g);
-  // x stays NCHW: each task pads and transposes its own sample (in cache) instead of a global permute
-  Prepared p = prepare(x, weight.permute({0, 2, 3, 1}), bias, keep);
-  at::Tensor out = at::empty({g.B, g.N, g.Ho, g.Wo}, p.x.options());  // dropped planes zeroed below
-  if (out.numel() == 0) return out.to(x.scalar_type());
+// The kept planes of the channel conv written into O [B, n, Ho, Wo] (contiguous, math type): O[b, j] = conv
+// for keep[b, j]; the dropped planes are zeroed when zero_dropped, else left as they are (channel_conv2d_into).
+void channel_conv2d_planes(const Prepared& p, const ConvGeom& g, at::Tensor& out, bool zero_dropped) {
   const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw;
   AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "channel_conv2d_cpu", [&] {
     const scalar_t* X = p.x.data_ptr<scalar_t>();
@@ -390,7 +408,7 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
           kept.clear();
           for (int64_t j = 0; j < g.Ng; ++j) {
             if (Kp[b * g.N + n0 + j]) kept.push_back(n0 + j);
-            else std::fill_n(O + (b * g.N + n0 + j) * g.L, g.L, scalar_t(0));
+            else if (zero_dropped) std::fill_n(O + (b * g.N + n0 + j) * g.L, g.L, scalar_t(0));
           }
           const int64_t nk = static_cast<int64_t>(kept.size());
           if (nk == 0) continue;
@@ -407,7 +425,46 @@ at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, con
       }
     });
   });
+}
+
+at::Tensor channel_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              const at::Tensor& keep, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t groups) {
+  check_sampled_inputs(x, weight, bias, keep);
+  const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
+  check_channel_keep(keep, g);
+  // x stays NCHW: each task pads and transposes its own sample (in cache) instead of a global permute
+  Prepared p = prepare(x, weight.permute({0, 2, 3, 1}), bias, keep);
+  at::Tensor out = at::empty({g.B, g.N, g.Ho, g.Wo}, p.x.options());  // dropped planes zeroed
+  if (out.numel() == 0) return out.to(x.scalar_type());
+  channel_conv2d_planes(p, g, out, /*zero_dropped=*/true);
   return out.to(x.scalar_type());
+}
+
+// In place: out[b, j] = channel_conv2d(...)[b, j] for keep[b, j]; the other planes of out are not touched
+// (NENNI writes the kept channels straight into z~: no second full-size output, no zero fill, no scatter).
+// out must not overlap x, weight or bias. Half / bfloat16 or a non-contiguous out: computed by
+// channel_conv2d and copied into the kept planes.
+void channel_conv2d_into_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                             const at::Tensor& keep, const at::Tensor& out, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  check_sampled_inputs(x, weight, bias, keep);
+  const ConvGeom g = conv_geom(x, weight, stride, padding, dilation, groups);
+  check_channel_keep(keep, g);
+  TORCH_CHECK(out.device() == x.device() && out.scalar_type() == x.scalar_type(),
+              "out must have the dtype and device of x");
+  TORCH_CHECK(out.dim() == 4 && out.size(0) == g.B && out.size(1) == g.N && out.size(2) == g.Ho &&
+                  out.size(3) == g.Wo,
+              "out must have shape [", g.B, ", ", g.N, ", ", g.Ho, ", ", g.Wo, "]");
+  if (out.numel() == 0) return;
+  if (!out.is_contiguous() || math_type(x.scalar_type()) != x.scalar_type()) {
+    const at::Tensor z = channel_conv2d_cpu(x, weight, bias, keep, stride, padding, dilation, groups);
+    out.copy_(at::where(keep.reshape({g.B, g.N, 1, 1}), z, out));
+    return;
+  }
+  Prepared p = prepare(x, weight.permute({0, 2, 3, 1}), bias, keep);
+  at::Tensor o = out;
+  channel_conv2d_planes(p, g, o, /*zero_dropped=*/false);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sampled_linear_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
@@ -430,5 +487,6 @@ TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("sampled_linear_backward", &fastnoise::sampled_linear_backward_cpu);
   m.impl("sampled_conv2d", &fastnoise::sampled_conv2d_cpu);
   m.impl("channel_conv2d", &fastnoise::channel_conv2d_cpu);
+  m.impl("channel_conv2d_into", &fastnoise::channel_conv2d_into_cpu);
   m.impl("sampled_conv2d_backward", &fastnoise::sampled_conv2d_backward_cpu);
 }

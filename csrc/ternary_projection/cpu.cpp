@@ -15,6 +15,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -230,42 +232,50 @@ LaneLists lane_lists(const at::Tensor& packed, int64_t k, int64_t cg, int64_t kh
 }
 
 // acc[e] (NV vectors, in memory; 0 if init) += sum_{plus} base[o + e*step] - sum_{minus} base[o + e*step];
-// two entries per step. NV <= 8 accumulators stay in registers.
+// two entries per step. Each Vec is kParts native vectors (csrc/simd.h), so the NV * kParts accumulators are
+// native registers; callers keep NV <= kLaneMaxPos so that they fit.
 template <typename T, int NV, bool Unit>
 inline void lane_sum(bool init, const T* base, int64_t step_, const int32_t* pl, int64_t np, const int32_t* mi,
                      int64_t nm, T* acc_io) {
-  using V = typename Vec<T>::type;
-  constexpr int VW = kVW<T>;
+  using N = typename NVec<T>::type;
+  constexpr int VW = kVW<T>, NW = kNW<T>, P = kParts<T>, M = NV * P;
   const int64_t step = Unit ? VW : step_;  // stride 1: constant displacements
-  V acc[NV];
-#pragma GCC unroll 8
-  for (int e = 0; e < NV; ++e) acc[e] = init ? V{} : vload(acc_io + e * VW);
+  int64_t off[M];                          // native vector m = part m % P of position m / P
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m) off[m] = (m / P) * step + (m % P) * NW;
+  N acc[M];
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m) acc[m] = init ? N{} : nload(acc_io + m * NW);
   int64_t i = 0;
   for (; i + 2 <= np; i += 2) {
     const T *a = base + pl[i], *b = base + pl[i + 1];
-#pragma GCC unroll 8
-    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step) + vload(b + e * step);
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) acc[m] += nload(a + off[m]) + nload(b + off[m]);
   }
   if (i < np) {
     const T* a = base + pl[i];
-#pragma GCC unroll 8
-    for (int e = 0; e < NV; ++e) acc[e] += vload(a + e * step);
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) acc[m] += nload(a + off[m]);
   }
   for (i = 0; i + 2 <= nm; i += 2) {
     const T *a = base + mi[i], *b = base + mi[i + 1];
-#pragma GCC unroll 8
-    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step) + vload(b + e * step);
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) acc[m] -= nload(a + off[m]) + nload(b + off[m]);
   }
   if (i < nm) {
     const T* a = base + mi[i];
-#pragma GCC unroll 8
-    for (int e = 0; e < NV; ++e) acc[e] -= vload(a + e * step);
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) acc[m] -= nload(a + off[m]);
   }
-#pragma GCC unroll 8
-  for (int e = 0; e < NV; ++e) *reinterpret_cast<V*>(acc_io + e * VW) = acc[e];
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m) nstore(acc_io + m * NW, acc[m]);
 }
 
 constexpr int kLanePos = 8;  // output positions (along a row) per register block
+// positions per lane_sum call: all kLanePos with 32 vector registers; with 16, at most 12 native accumulators
+// (the block is then summed in pieces; each element's sum is the same)
+template <typename T>
+constexpr int kLaneMaxPos = kNatRegs >= 32 ? kLanePos : std::max(1, 12 / kParts<T>);
 constexpr int64_t kLaneChunk = 655360;  // bytes of transposed input planes per task (with Yl: in L2)
 // fewer units than this: the per-unit kernel below (lanes would be mostly empty)
 template <typename T>
@@ -274,14 +284,20 @@ constexpr int64_t kLaneMinUnits = kVW<T> / 2;
 template <typename T, bool Unit>
 inline void lane_sum_n(int n, bool init, const T* base, int64_t step, const int32_t* pl, int64_t np,
                        const int32_t* mi, int64_t nm, T* acc_io) {
+  constexpr int MP = kLaneMaxPos<T>;
+  for (; n > MP; n -= MP) {
+    lane_sum<T, MP, Unit>(init, base, step, pl, np, mi, nm, acc_io);
+    base += MP * (Unit ? kVW<T> : step);
+    acc_io += MP * kVW<T>;
+  }
   switch (n) {
-    case 8: lane_sum<T, 8, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 7: lane_sum<T, 7, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 6: lane_sum<T, 6, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 5: lane_sum<T, 5, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 4: lane_sum<T, 4, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 3: lane_sum<T, 3, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
-    case 2: lane_sum<T, 2, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 8: lane_sum<T, std::min(8, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 7: lane_sum<T, std::min(7, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 6: lane_sum<T, std::min(6, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 5: lane_sum<T, std::min(5, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 4: lane_sum<T, std::min(4, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 3: lane_sum<T, std::min(3, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
+    case 2: lane_sum<T, std::min(2, MP), Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
     default: lane_sum<T, 1, Unit>(init, base, step, pl, np, mi, nm, acc_io); break;
   }
 }
@@ -394,27 +410,32 @@ void conv_lanes(const T* X, int64_t U, int64_t cg, int64_t H, int64_t Wd, const 
 }
 
 // ---- conv epilogue: z[u] [ng, L] = W_g [ng, k] y[u] [k, L] + b_g for unit u = b * groups + g ----
-// Register tiles of RI rows x NC vectors of L: per reduction step NC loads of y and RI broadcasts of W
-// for RI * NC FMAs; y[u] (k * L values) stays in L1 while all row tiles read it. (The BLAS batched
-// GEMM runs this K = 64 shape at under half the FMA rate of this CPU.)
+// Register tiles of RI rows x NC native vectors of L (csrc/simd.h: 4 x 4 zmm with AVX-512, 4 x 2 ymm with
+// AVX2, so that the tile, its NC loads and the broadcast stay in the 32 / 16 vector registers): per reduction
+// step NC loads of y and RI broadcasts of W for RI * NC multiply-adds; y[u] (k * L values) stays in L1 while
+// all row tiles read it. Every element is b + sum_q w[q] y[q] in q order whatever the tile, so the bits do
+// not depend on the ISA. (The BLAS batched GEMM runs this K = 64 shape at under half the FMA rate.)
+constexpr int kEpiRows = 4;
+constexpr int kEpiCols = kNatRegs >= 32 ? 4 : 2;
+
 template <typename T, int RI, int NC>
 inline void epilogue_tile(const T* yu, int64_t k, int64_t L, const T* w, const T* bias, int64_t l0, T* z) {
-  using V = typename Vec<T>::type;
-  constexpr int VW = kVW<T>;
-  V acc[RI][NC];
+  using N = typename NVec<T>::type;
+  constexpr int NW = kNW<T>;
+  N acc[RI][NC];
 #pragma GCC unroll 4
   for (int r = 0; r < RI; ++r) {
-    const T b0 = bias ? bias[r] : T(0);
+    const N b0 = nsplat<T>(bias ? bias[r] : T(0));
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) acc[r][c] = V{} + b0;
+    for (int c = 0; c < NC; ++c) acc[r][c] = b0;
   }
   for (int64_t q = 0; q < k; ++q) {
-    V yv[NC];
+    N yv[NC];
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) yv[c] = vload(yu + q * L + l0 + c * VW);
+    for (int c = 0; c < NC; ++c) yv[c] = nload(yu + q * L + l0 + c * NW);
 #pragma GCC unroll 4
     for (int r = 0; r < RI; ++r) {
-      const T wr = w[r * k + q];
+      const N wr = nsplat<T>(w[r * k + q]);
 #pragma GCC unroll 4
       for (int c = 0; c < NC; ++c) acc[r][c] += wr * yv[c];
     }
@@ -422,21 +443,16 @@ inline void epilogue_tile(const T* yu, int64_t k, int64_t L, const T* w, const T
 #pragma GCC unroll 4
   for (int r = 0; r < RI; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) vstore(z + r * L + l0 + c * VW, acc[r][c]);
+    for (int c = 0; c < NC; ++c) nstore(z + r * L + l0 + c * NW, acc[r][c]);
 }
 
 template <typename T, int RI>
 inline void epilogue_rows(const T* yu, int64_t k, int64_t L, const T* w, const T* bias, T* z) {
-  constexpr int VW = kVW<T>;
+  constexpr int NW = kNW<T>;
   int64_t l0 = 0;
-  for (; l0 + 4 * VW <= L; l0 += 4 * VW) epilogue_tile<T, RI, 4>(yu, k, L, w, bias, l0, z);
-  switch ((L - l0) / VW) {
-    case 3: epilogue_tile<T, RI, 3>(yu, k, L, w, bias, l0, z); break;
-    case 2: epilogue_tile<T, RI, 2>(yu, k, L, w, bias, l0, z); break;
-    case 1: epilogue_tile<T, RI, 1>(yu, k, L, w, bias, l0, z); break;
-    default: break;
-  }
-  for (int64_t l = l0 + (L - l0) / VW * VW; l < L; ++l)  // columns past the last whole vector
+  for (; l0 + kEpiCols * NW <= L; l0 += kEpiCols * NW) epilogue_tile<T, RI, kEpiCols>(yu, k, L, w, bias, l0, z);
+  for (; l0 + NW <= L; l0 += NW) epilogue_tile<T, RI, 1>(yu, k, L, w, bias, l0, z);
+  for (int64_t l = l0; l < L; ++l)  // columns past the last whole vector
     for (int r = 0; r < RI; ++r) {
       T s = bias ? bias[r] : T(0);
       for (int64_t q = 0; q < k; ++q) s += w[r * k + q] * yu[q * L + l];
@@ -444,15 +460,68 @@ inline void epilogue_rows(const T* yu, int64_t k, int64_t L, const T* w, const T
     }
 }
 
-at::Tensor ternary_conv_epilogue_cpu(const at::Tensor& y, const at::Tensor& w, const c10::optional<at::Tensor>& b,
-                                     int64_t groups) {
+// Pooled channel score of one row z[0 .. L): sum_l |z[l]| (z[l] when signed_score) / L, summed as kVW
+// lane sums (lane l % kVW, in l order), then the lanes in order, then the tail past the last whole vector:
+// the same bits on every ISA. (torch's mean sums in an order of its own: the two agree to rounding.)
+template <typename T>
+inline T pooled_score(const T* z, int64_t L, bool signed_score) {
+  constexpr int VW = kVW<T>;
+  T acc[VW] = {};
+  int64_t l = 0;
+  if (signed_score) {
+    for (; l + VW <= L; l += VW)
+#pragma omp simd
+      for (int e = 0; e < VW; ++e) acc[e] += z[l + e];
+  } else {
+    for (; l + VW <= L; l += VW)
+#pragma omp simd
+      for (int e = 0; e < VW; ++e) acc[e] += std::abs(z[l + e]);
+  }
+  T s = T(0);
+  for (int e = 0; e < VW; ++e) s += acc[e];
+  for (; l < L; ++l) s += signed_score ? z[l] : std::abs(z[l]);
+  return s / static_cast<T>(L);
+}
+
+// z (and, when S is given, the pooled score S [B, n] of every row of z while the row tile is in L1).
+template <typename T>
+void epilogue_run(const T* Y, const T* W, const T* Bs, int64_t B, int64_t groups, int64_t k, int64_t n, int64_t L,
+                  T* Z, T* S, bool signed_score) {
+  const int64_t ng = n / groups;
+  at::parallel_for(0, B * groups, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u % groups;
+      const T* yu = Y + u * k * L;
+      const T* wg = W + g * ng * k;
+      const T* bg = Bs ? Bs + g * ng : nullptr;
+      T* zu = Z + u * ng * L;
+      T* su = S ? S + u * ng : nullptr;
+      int64_t i = 0;
+      for (; i + kEpiRows <= ng; i += kEpiRows) {
+        epilogue_rows<T, kEpiRows>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
+        if (su)
+          for (int64_t r = i; r < i + kEpiRows; ++r) su[r] = pooled_score(zu + r * L, L, signed_score);
+      }
+      for (; i < ng; ++i) {
+        epilogue_rows<T, 1>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
+        if (su) su[i] = pooled_score(zu + i * L, L, signed_score);
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> epilogue_impl(const at::Tensor& y, const at::Tensor& w,
+                                                 const c10::optional<at::Tensor>& b, int64_t groups, bool pooled,
+                                                 bool signed_score) {
   check_float_input("y", y, 4);
   if (math_type(y.scalar_type()) != y.scalar_type()) {  // float16 / bfloat16: computed in float32, rounded once
     const auto mt = math_type(y.scalar_type());
     const c10::optional<at::Tensor> bm = b.has_value() ? c10::optional<at::Tensor>(b->to(mt)) : c10::nullopt;
     TORCH_CHECK(w.scalar_type() == y.scalar_type(), "w must be a [n, k] tensor of y's dtype, got ", w.sizes(), " ",
                 w.scalar_type());
-    return ternary_conv_epilogue_cpu(y.to(mt), w.to(mt), bm, groups).to(y.scalar_type());
+    auto r = epilogue_impl(y.to(mt), w.to(mt), bm, groups, pooled, signed_score);
+    return {std::get<0>(r).to(y.scalar_type()),
+            pooled ? std::get<1>(r).to(y.scalar_type()) : std::get<1>(r)};
   }
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == y.scalar_type(), "w must be a [n, k] tensor of y's dtype, got ",
               w.sizes(), " ", w.scalar_type());
@@ -460,30 +529,28 @@ at::Tensor ternary_conv_epilogue_cpu(const at::Tensor& y, const at::Tensor& w, c
               "y must have groups * k = ", groups * w.size(1), " channels and groups must divide n = ", w.size(0));
   TORCH_CHECK(!b.has_value() || (b->dim() == 1 && b->size(0) == w.size(0) && b->scalar_type() == y.scalar_type()),
               "b must be a [", w.size(0), "] tensor of y's dtype");
-  const int64_t B = y.size(0), k = w.size(1), n = w.size(0), ng = n / groups, L = y.size(2) * y.size(3);
+  const int64_t B = y.size(0), k = w.size(1), n = w.size(0), L = y.size(2) * y.size(3);
   const at::Tensor yc = y.contiguous(), wc = w.contiguous();
   const at::Tensor bc = b.has_value() ? b->contiguous() : at::Tensor();
   at::Tensor z = at::empty({B, n, y.size(2), y.size(3)}, y.options());
+  at::Tensor s = pooled ? at::empty({B, n}, y.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "ternary_conv_epilogue", [&] {
     using T = scalar_t;
-    const T* Y = yc.data_ptr<T>();
-    const T* W = wc.data_ptr<T>();
-    const T* Bs = bc.defined() ? bc.data_ptr<T>() : nullptr;
-    T* Z = z.data_ptr<T>();
-    at::parallel_for(0, B * groups, 1, [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) {
-        const int64_t g = u % groups;
-        const T* yu = Y + u * k * L;
-        const T* wg = W + g * ng * k;
-        const T* bg = Bs ? Bs + g * ng : nullptr;
-        T* zu = Z + u * ng * L;
-        int64_t i = 0;
-        for (; i + 4 <= ng; i += 4) epilogue_rows<T, 4>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
-        for (; i < ng; ++i) epilogue_rows<T, 1>(yu, k, L, wg + i * k, bg ? bg + i : nullptr, zu + i * L);
-      }
-    });
+    epilogue_run<T>(yc.data_ptr<T>(), wc.data_ptr<T>(), bc.defined() ? bc.data_ptr<T>() : nullptr, B, groups, k, n,
+                    L, z.data_ptr<T>(), pooled ? s.data_ptr<T>() : nullptr, signed_score);
   });
-  return z;
+  return {z, s};
+}
+
+at::Tensor ternary_conv_epilogue_cpu(const at::Tensor& y, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                                     int64_t groups) {
+  return std::get<0>(epilogue_impl(y, w, b, groups, false, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> ternary_conv_epilogue_pooled_cpu(const at::Tensor& y, const at::Tensor& w,
+                                                                    const c10::optional<at::Tensor>& b, int64_t groups,
+                                                                    bool signed_score) {
+  return epilogue_impl(y, w, b, groups, true, signed_score);
 }
 
 template <typename F>
@@ -615,4 +682,5 @@ TORCH_LIBRARY_IMPL(fastnoise_kernels, CPU, m) {
   m.impl("ternary_project_t", &fastnoise::ternary_project_t_cpu);
   m.impl("ternary_conv_project", &fastnoise::ternary_conv_project_cpu);
   m.impl("ternary_conv_epilogue", &fastnoise::ternary_conv_epilogue_cpu);
+  m.impl("ternary_conv_epilogue_pooled", &fastnoise::ternary_conv_epilogue_pooled_cpu);
 }

@@ -38,7 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks
+from .. import _backend
 from .. import ops as _ops
+from ..ops import sampled as _sampled
+from ..ops import ternary_projection as _ternary
 from ._mode import NoiseModule
 from ._nenni_config import (DEFAULT_K, GRANULARITIES, INJECTS, MODES, SCORES, NENNIState, check_config,  # noqa: F401
                             default_k, selection)
@@ -174,13 +177,15 @@ class NENNILayer(NENNIState, NoiseModule):
         the sampled op is faster) -> one blend. ``inject="essential"`` is the same path with the mask
         inverted (`fastnoise.nn._nenni_config.selection`)."""
         self._check_x(x)
-        za = self._approx(x)
-        if not self.approx_gradient:
-            za = za.detach()  # values unchanged; gradients through the exact neurons only
         feats = self._features()
         kept, sel, invert = selection(self.ratio, self.nm, self.inject, feats)
         if kept == feats:  # r = 0 (or N = M): everything exact
             return self._exact(x)
+        if self.granularity == "channel" and self._fused_channel(x):
+            return self._noisy_channel_fused(x, kept, sel, invert)
+        za = self._approx(x)
+        if not self.approx_gradient:
+            za = za.detach()  # values unchanged; gradients through the exact neurons only
         if self.granularity == "channel":
             return self._noisy_channel(x, za, kept, sel, invert)
         sampled = _ops.sampled_is_faster(kept / feats, self._kind, za.device)
@@ -392,6 +397,32 @@ class NENNIConv2d(NENNILayer):
 
     def _exact_where(self, x, mask):
         return _ops.sampled_conv2d(x, self.weight, self.bias, mask, **self._conv_args())
+
+    @staticmethod
+    def _fused_channel(x) -> bool:
+        """The fused CPU inference path of the channel granularity (design note 59): no autograd, no tracing,
+        float32 / float64 on the native CPU kernels. Elsewhere `_noisy_channel` (same values)."""
+        return (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                and x.dtype in (torch.float32, torch.float64) and _backend.resolve(x.device, None) == "cpu")
+
+    def _noisy_channel_fused(self, x, kept, sel, invert):
+        """`_noisy_channel` for CPU inference in two passes over z~: the approximation's epilogue also returns
+        the pooled channel score (no |z~| temporary), and the exact conv of the kept channels is written
+        straight into z~ (no full-size exact output, no zero fill, no scatter)."""
+        w, b, ws, bs = self._approx_params(x)
+        conv = self._conv_args()
+        za, ps = _ternary._conv_approx_pooled(x, self.proj, w, b, kernel_size=self.kernel_size, w_scale=ws,
+                                              b_scale=bs, signed=self.score == "signed", **conv)
+        keep = _ops.mask_select(ps, score=self.score, dim=-1, **sel)
+        if invert:
+            keep = keep.logical_not_()
+        if _ops.sampled_is_faster(kept / self.out_channels, "channel_conv2d", x.device):
+            _sampled._channel_conv2d_into(x, self.weight, self.bias, keep, za, **conv)
+        else:
+            z = self._exact(x)
+            idx = keep.nonzero(as_tuple=True)
+            za[idx] = z[idx]
+        return za
 
     def _noisy_channel(self, x, z_approx, kept, sel, invert):
         """Channel granularity: one decision per (sample, channel) from z~ pooled over positions."""

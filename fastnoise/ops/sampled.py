@@ -318,3 +318,23 @@ def channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     keep = _check_mask("keep", keep, x, out_shape[:2])
     b = _backend.resolve(x.device, backend)
     return _channel_conv2d(x, weight, bias, keep, stride, padding, dilation, groups, b)
+
+
+def _channel_conv2d_into(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], keep: torch.Tensor,
+                         out: torch.Tensor, *, stride: _Pair = 1, padding: _Pair = 0, dilation: _Pair = 1,
+                         groups: int = 1, backend: Optional[str] = None) -> torch.Tensor:
+    """Inference helper of NENNI's channel granularity (no autograd, not for tracing): writes
+    `channel_conv2d`'s kept planes into `out` in place, ``out[b, j] = conv2d(x, ...)[b, j]`` where
+    ``keep[b, j]``, and leaves the other planes of `out` as they are; returns `out`. The CPU kernel writes
+    straight into out (no full-size output, no zero fill, no scatter; design note 59); the other backends run
+    the reference. `out`: ``[B, n, H', W']`` of x's dtype and device, not overlapping x, weight or bias.
+    """
+    x, weight, stride, padding, dilation, groups, out_shape = _conv_args(x, weight, bias, stride, padding,
+                                                                         dilation, groups)
+    keep = _check_mask("keep", keep, x, out_shape[:2])
+    out = _checks.like("out", out, "x", x, shape=False)
+    if tuple(out.shape) != tuple(out_shape):
+        raise ValueError(f"out must have shape {tuple(out_shape)}, got {tuple(out.shape)}")
+    b = _backend.resolve(x.device, backend)
+    kernel("sampled", "channel_conv2d_into", b)(x, weight, bias, keep, out, stride, padding, dilation, groups)
+    return out

@@ -142,6 +142,16 @@ def _conv_project_backward(ctx, grad):
 _conv_project.register_autograd(_conv_project_backward, setup_context=_conv_project_setup)
 
 
+def _conv_epilogue_weights(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_scale: Optional[torch.Tensor],
+                           b_scale: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The float [n, k] weights and [n] bias of the conv epilogue kernels: INT4 scales folded in."""
+    wf = w.to(y.dtype)
+    if w.dtype == torch.int8:
+        wf = wf * w_scale.to(y.dtype)[:, None]
+        b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
+    return wf.contiguous(), None if b is None else b.to(y.dtype).contiguous()
+
+
 def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_scale: Optional[torch.Tensor],
               b_scale: Optional[torch.Tensor], groups: int, conv: bool, backend: str = "reference") -> torch.Tensor:
     """z = W~ y + b~ (float), or w_scale * (Wq y) + b_scale * bq (INT4), shared by every backend.
@@ -152,13 +162,10 @@ def _epilogue(y: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], w_sca
     scale pass and bias pass over z. The linear map is F.linear on every backend.
     """
     int4 = w.dtype == torch.int8
-    wf = w.to(y.dtype)
     if conv:
-        if int4:
-            wf = wf * w_scale.to(y.dtype)[:, None]
-            b = None if b is None else b.to(y.dtype) * b_scale.to(y.dtype)
-        return kernel(FAMILY, "ternary_conv_epilogue", backend)(
-            y, wf.contiguous(), None if b is None else b.to(y.dtype).contiguous(), groups)
+        return kernel(FAMILY, "ternary_conv_epilogue", backend)(y, *_conv_epilogue_weights(y, w, b, w_scale, b_scale),
+                                                                groups)
+    wf = w.to(y.dtype)
     z = F.linear(y, wf, None if int4 else b)
     if int4:
         z.mul_(w_scale.to(y.dtype).view(1, -1))
@@ -474,3 +481,26 @@ def ternary_conv_approx(x: torch.Tensor, proj: TernaryProjection, w: torch.Tenso
         raise ValueError(f"w must have a number of rows n divisible by groups = {conv[-1]}, got n = {w.shape[0]}")
     return _conv_approx(x.contiguous(), proj.packed, proj.scale, w, b, w_scale, b_scale, *conv,
                         _backend.resolve(x.device, backend))
+
+
+def _conv_approx_pooled(x: torch.Tensor, proj: TernaryProjection, w: torch.Tensor, b: Optional[torch.Tensor], *,
+                        kernel_size: _IntPair, stride: _IntPair = 1, padding: _IntPair = 0, dilation: _IntPair = 1,
+                        groups: int = 1, w_scale: Optional[torch.Tensor] = None, b_scale=None, signed: bool = False,
+                        backend: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference helper of NENNI's channel granularity (no autograd, not for tracing): ``(z~, score)`` with
+    z~ = `ternary_conv_approx` (same arguments, same values) and its pooled channel score
+    ``score [B, n] = mean over positions of |z~|`` (of z~ when `signed`), computed by the epilogue kernel
+    ``ternary_conv_epilogue_pooled`` while each row of z~ is in cache: no |z~| temporary (design note 59).
+    The CPU kernel sums in a fixed lane order of its own, so the score agrees with torch's
+    ``z.abs().mean((2, 3))`` to rounding (not bit for bit); the other backends run that reference.
+    """
+    proj = _check_proj(proj)
+    x = _check_x(x, proj)
+    conv = _conv_args(x, proj, kernel_size, stride, padding, dilation, groups)
+    w, b, w_scale, b_scale = _check_weights(x, proj.k, w, b, w_scale, b_scale)
+    if w.shape[0] % conv[-1]:
+        raise ValueError(f"w must have a number of rows n divisible by groups = {conv[-1]}, got n = {w.shape[0]}")
+    be = _backend.resolve(x.device, backend)
+    y = kernel(FAMILY, "ternary_conv_project", be)(x.contiguous(), proj.packed, proj.scale, *conv)
+    return kernel(FAMILY, "ternary_conv_epilogue_pooled", be)(y, *_conv_epilogue_weights(y, w, b, w_scale, b_scale),
+                                                              conv[-1], bool(signed))

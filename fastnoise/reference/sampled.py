@@ -52,6 +52,14 @@ def channel_conv2d(x, weight, bias, keep, stride: list[int], padding: list[int],
     return _zero_where_not(keep[:, :, None, None], _conv2d(x, weight, bias, stride, padding, dilation, groups))
 
 
+def channel_conv2d_into(x, weight, bias, keep, out, stride: list[int], padding: list[int], dilation: list[int],
+                        groups: int) -> None:
+    """In place: out[b, j] = conv2d(x)[b, j] where keep[b, j]; the other planes of out keep their values.
+    Also the triton and cuda implementation (dispatch table)."""
+    z = _conv2d(x, weight, bias, stride, padding, dilation, groups)
+    out.copy_(torch.where(keep[:, :, None, None], z, out))
+
+
 def sampled_conv2d_backward(grad, x, weight, mask, stride: list[int], padding: list[int], dilation: list[int],
                             groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of both conv ops; mask [B, n, H', W'] (position) or [B, n, 1, 1] (channel keep)."""

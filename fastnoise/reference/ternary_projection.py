@@ -147,6 +147,15 @@ def ternary_conv_epilogue(y: torch.Tensor, w: torch.Tensor, b, groups: int) -> t
     return z
 
 
+def ternary_conv_epilogue_pooled(y: torch.Tensor, w: torch.Tensor, b, groups: int,
+                                 signed_score: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, score): z = `ternary_conv_epilogue` and the pooled channel score of NENNI's channel granularity,
+    score [B, n] = mean over the output positions of |z| (of z when signed_score). Also the triton and cuda
+    implementation (dispatch table); the CPU kernel sums each row while it is in cache."""
+    z = ternary_conv_epilogue(y, w, b, groups)
+    return z, (z if signed_score else z.abs()).mean(dim=(2, 3))
+
+
 def conv_approx_dense(x: torch.Tensor, p: torch.Tensor, w: torch.Tensor, b, kh: int, kw: int, sh: int, sw: int,
                       ph: int, pw: int, dh: int, dw: int, groups: int) -> torch.Tensor:
     """Eager z~ = W~ (P patches) + b~ with a dense, scaled P [k, d]: the benchmark baseline."""

@@ -186,6 +186,30 @@ def test_noisy_output_is_bit_identical_to_the_straight_line_composition(sampled,
             assert torch.equal(layer(xg).detach(), expect)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("score", ["abs", "signed"])
+def test_channel_cpu_inference_fused_path(sampled, monkeypatch, dtype, score):
+    """CPU inference at channel granularity runs the fused path (the pooled score from the approximation's
+    epilogue, the kept channels written into z~: design note 59) and gives the autograd path's output."""
+    import fastnoise.ops.sampled as sampled_ops
+    calls = []
+    into = sampled_ops._channel_conv2d_into
+    monkeypatch.setattr(sampled_ops, "_channel_conv2d_into", lambda *a, **k: calls.append(1) or into(*a, **k))
+    torch.manual_seed(3)
+    c = torch.nn.Conv2d(16, 40, 3, padding=1).to(dtype)
+    x = torch.randn(3, 16, 8, 8, dtype=dtype)
+    for quantized in ([False, True] if dtype == torch.float32 else [False]):
+        layer = NENNIConv2d.from_conv(c, ratio=0.9, granularity="channel", score=score)
+        if quantized:
+            layer.quantize_()
+        with torch.no_grad():
+            fused = layer(x)
+        assert len(calls) == (1 if sampled else 0) * (1 + quantized)
+        with torch.enable_grad():
+            ref = layer(x)  # grad mode: the unfused path
+        assert torch.equal(fused, ref.detach())
+
+
 def test_noisy_gradients_reach_weight_and_input(sampled):
     for orig, layer, x in layers(ratio=0.5):
         x = x.clone().requires_grad_(True)

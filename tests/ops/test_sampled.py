@@ -258,3 +258,33 @@ def test_channel_conv2d_cpu_paths_match_conv(dtype, nk, geom):
     ref = F.conv2d(x.double(), w.double(), b.double(), **geom) * keep[:, :, None, None]
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("geom", [dict(padding=1), dict(stride=2, groups=2)])
+def test_channel_conv2d_into_writes_the_kept_planes_only(backend, dtype, geom):
+    # out[b, j] = channel_conv2d(...)[b, j] where keep (bit for bit where both run the same kernel: cpu,
+    # reference; triton runs the reference's conv), untouched elsewhere; a non-contiguous out too; bad out
+    from fastnoise.ops.sampled import _channel_conv2d_into
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, 6, 5, generator=gen).to(dtype)
+    w = torch.randn(7 if "groups" not in geom else 6, 4 // geom.get("groups", 1), 3, 3, generator=gen).to(dtype)
+    b = torch.randn(w.shape[0], generator=gen).to(dtype)
+    keep = torch.rand(3, w.shape[0], generator=gen) < 0.4
+    keep[0] = False
+    z = channel_conv2d(x, w, b, keep, backend=backend, **geom)
+    old = torch.randn(z.shape, generator=gen).to(dtype)
+    for out in (old.clone(), old.clone().transpose(2, 3).contiguous().transpose(2, 3)):
+        got = _channel_conv2d_into(x, w, b, keep, out, backend=backend, **geom)
+        assert got is out
+        want = torch.where(keep[:, :, None, None], z, old)
+        if backend == "triton":
+            torch.testing.assert_close(out, want, rtol=1e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-2)
+            assert torch.equal(out[~keep], old[~keep])
+        else:
+            assert torch.equal(out, want)
+    with pytest.raises(ValueError, match=r"out must have shape"):
+        _channel_conv2d_into(x, w, b, keep, old[:, :1], backend=backend, **geom)
+    with pytest.raises(TypeError, match=r"out must have the dtype of x"):
+        _channel_conv2d_into(x, w, b, keep, old.to(torch.float16), backend=backend, **geom)

@@ -407,3 +407,29 @@ def test_cpu_conv_epilogue_register_tiles(dtype, groups, n, hw):
     got = ternary_conv_approx(x.float(), proj, wq, bq, w_scale=w_scale, b_scale=b_scale, backend="cpu", **cfg)
     want = ternary_conv_approx(x.double(), proj, wd, bd, backend="reference", **cfg)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("groups,n,hw", [(1, 9, (9, 9)), (2, 10, (3, 5))])
+def test_conv_approx_pooled_is_the_approx_and_its_channel_score(backend, groups, n, hw):
+    # z~ bit-identical to ternary_conv_approx on the same backend; score = mean |z~| (or mean z~) over positions,
+    # to rounding (the CPU epilogue sums 16-lane partials); row tails, vector and scalar column tails; INT4.
+    # (triton's pooled epilogue is the reference function: dispatch table; its projection: the conformance specs)
+    from fastnoise.ops.ternary_projection import _conv_approx_pooled
+    gen = torch.Generator().manual_seed(13)
+    k = 5
+    proj = TernaryProjection.generate(k, 2 * 9, seed=6)
+    x = torch.randn(3, 2 * groups, *hw, generator=gen)
+    w, b = torch.randn(n, k, generator=gen), torch.randn(n, generator=gen)
+    wq, w_scale, bq, b_scale = quantize_int4(w, b)
+    cfg = dict(kernel_size=3, padding=1, groups=groups, backend=backend)
+    for args in (dict(w=w, b=b), dict(w=w, b=None), dict(w=wq, b=bq, w_scale=w_scale, b_scale=b_scale)):
+        want = ternary_conv_approx(x, proj, **args, **cfg)
+        for signed in (False, True):
+            z, score = _conv_approx_pooled(x, proj, **args, signed=signed, **cfg)
+            assert torch.equal(z, want)
+            pooled = (want.double() if signed else want.double().abs()).mean(dim=(2, 3))
+            torch.testing.assert_close(score.double(), pooled, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # float64
+        z, score = _conv_approx_pooled(x.double(), proj, w.double(), b.double(), **cfg)
+        torch.testing.assert_close(score, z.abs().mean(dim=(2, 3)), rtol=1e-13, atol=1e-13)
