@@ -267,7 +267,7 @@ def test_fuzz_checkpoint_round_trip(tmp_path_factory, data):
 # ---- TrainConfig keys (fastnoise train --config) ---------------------------------------------------------
 
 _BAD_CONFIG = {
-    "dataset": ["mnist2", 3], "model": ["resnet1000", None], "model_options": [[], {"width": -1}, {1: 2}],
+    "dataset": ["mnist2", 3], "model": ["resnet1000", 3], "model_options": [[], {"width": -1}, {1: 2}],
     "method": ["magic", 0], "method_options": [{"bogus": 1}, "ratio=0.5"], "recipe": ["adv", 1],
     "epochs": [0, -1, 1.5, True], "batch_size": [0, "64"], "lr": [0.0, -1, float("nan"), float("inf")],
     "momentum": [-0.1, float("nan")], "weight_decay": [-1.0], "milestones": [[-1], "10"], "lr_gamma": [0.0, float("nan")],
