@@ -320,7 +320,9 @@ class NITHooks(Hooks):
         out = lr_estimate(model, x_adv, y, replicas=self.replicas, chunk=self.chunk, estimator=self.estimator(epoch),
                           baseline=self.baseline)
         import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        # average over ranks only when this training is data-parallel (the trainer wrapped it in DDP); a process
+        # group alone is not enough: the leaderboard runs one training job per rank (design note 60)
+        if isinstance(net, torch.nn.parallel.DistributedDataParallel) and dist.get_world_size() > 1:
             world = dist.get_world_size()
             for p in model.parameters():
                 if p.grad is not None:
