@@ -473,14 +473,21 @@ def ternary_conv_approx(x: torch.Tensor, proj: TernaryProjection, w: torch.Tenso
     then W~ [n, k] is a grouped 1x1 map (n divisible by groups) plus b~ [n]. Float and INT4 modes as in
     `ternary_linear_approx`.
     """
+    proj, x, conv, w, b, w_scale, b_scale = _check_conv_approx(x, proj, w, b, w_scale, b_scale, kernel_size,
+                                                               stride, padding, dilation, groups)
+    return _conv_approx(x.contiguous(), proj.packed, proj.scale, w, b, w_scale, b_scale, *conv,
+                        _backend.resolve(x.device, backend))
+
+
+def _check_conv_approx(x, proj, w, b, w_scale, b_scale, kernel_size, stride, padding, dilation, groups):
+    """The argument checks of `ternary_conv_approx` and `_conv_approx_pooled`: (proj, x, conv, w, b, scales)."""
     proj = _check_proj(proj)
     x = _check_x(x, proj)
     conv = _conv_args(x, proj, kernel_size, stride, padding, dilation, groups)
     w, b, w_scale, b_scale = _check_weights(x, proj.k, w, b, w_scale, b_scale)
     if w.shape[0] % conv[-1]:
         raise ValueError(f"w must have a number of rows n divisible by groups = {conv[-1]}, got n = {w.shape[0]}")
-    return _conv_approx(x.contiguous(), proj.packed, proj.scale, w, b, w_scale, b_scale, *conv,
-                        _backend.resolve(x.device, backend))
+    return proj, x, conv, w, b, w_scale, b_scale
 
 
 def _conv_approx_pooled(x: torch.Tensor, proj: TernaryProjection, w: torch.Tensor, b: Optional[torch.Tensor], *,
@@ -494,12 +501,8 @@ def _conv_approx_pooled(x: torch.Tensor, proj: TernaryProjection, w: torch.Tenso
     The CPU kernel sums in a fixed lane order of its own, so the score agrees with torch's
     ``z.abs().mean((2, 3))`` to rounding (not bit for bit); the other backends run that reference.
     """
-    proj = _check_proj(proj)
-    x = _check_x(x, proj)
-    conv = _conv_args(x, proj, kernel_size, stride, padding, dilation, groups)
-    w, b, w_scale, b_scale = _check_weights(x, proj.k, w, b, w_scale, b_scale)
-    if w.shape[0] % conv[-1]:
-        raise ValueError(f"w must have a number of rows n divisible by groups = {conv[-1]}, got n = {w.shape[0]}")
+    proj, x, conv, w, b, w_scale, b_scale = _check_conv_approx(x, proj, w, b, w_scale, b_scale, kernel_size,
+                                                               stride, padding, dilation, groups)
     be = _backend.resolve(x.device, backend)
     y = kernel(FAMILY, "ternary_conv_project", be)(x.contiguous(), proj.packed, proj.scale, *conv)
     return kernel(FAMILY, "ternary_conv_epilogue_pooled", be)(y, *_conv_epilogue_weights(y, w, b, w_scale, b_scale),
