@@ -1,5 +1,5 @@
-// Branch-free float32 log / sin / cos / exp (Cephes polynomials, about 1 ulp) for CPU kernels. log and
-// sincos are templates written once for a scalar float, a native vector (csrc/simd_native.h: nat::f32) and
+// Branch-free float32 log / sin / cos / exp (Cephes polynomials, about 1 ulp) for CPU kernels. log,
+// sincos and exp are templates written once for a scalar float, a native vector (csrc/simd_native.h: nat::f32) and
 // N of them (nat::Multi: N interleaved chains): the same operations in the same order, so a vector lane
 // and the scalar give the same bits.
 // They are compiled with floating-point contraction off (FN_FP_CONTRACT_OFF_BEGIN / END): no a*b+c is
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if !defined(__CUDACC__)  // the vector templates are for the C++ CPU kernels; .cu host passes need exp_fast only
+#if !defined(__CUDACC__)  // the vector templates are for the C++ CPU kernels
 #include "simd_native.h"
 #endif
 
@@ -129,29 +129,39 @@ FN_VINLINE void sincos_fast(F t, F* s, F* c) {
   *c = select(((q + 1) & 2) != 0, -cv, cv);
 }
 
-FN_FP_CONTRACT_OFF_END
-#endif  // !__CUDACC__
-
-// exp(x) (Cephes expf), overflow to inf, underflow to 0 / denormals, NaN propagates.
-inline float exp_fast(float x) {
-  float c = x < -104.0f ? -104.0f : x;
-  c = c > 89.0f ? 89.0f : c;
-  const float fx = __builtin_floorf(c * 1.44269504088896341f + 0.5f);
-  float r = c - fx * 0.693359375f;
+// exp(x) (Cephes expf) of a scalar or a native vector: overflow to inf, underflow to 0 / denormals, NaN
+// propagates (through c and r: no select on x). Branch-free with selects only (a loop of the scalar
+// version does not vectorize with GCC: floorf is inlined only without -ftrapping-math, and the clamps
+// before a float -> int conversion stay branches), so the same code runs lane-wise in a vector.
+template <typename F>
+FN_VINLINE F exp_t(F x) {
+  FN_FP_CONTRACT_OFF_BODY
+  using I = IntOf<F>;
+  const F lo = F() - 104.0f, hi = F() + 89.0f;
+  F c = select(x < -104.0f, lo, x);
+  c = select(c > 89.0f, hi, c);
+  const F v = c * 1.44269504088896341f + 0.5f;
+  const F t = to_float(trunc_int(v));  // floor(v), exact for |v| <= 151
+  const F fx = select(t > v, t - 1.0f, t);
+  F r = c - fx * 0.693359375f;
   r = r + fx * 2.12194440e-4f;
-  const float z = r * r;
-  float y = 1.9875691500E-4f;
+  const F z = r * r;
+  F y = F() + 1.9875691500E-4f;
   y = y * r + 1.3981999507E-3f;
   y = y * r + 8.3334519073E-3f;
   y = y * r + 4.1665795894E-2f;
   y = y * r + 1.6666665459E-1f;
   y = y * r + 5.0000001201E-1f;
   y = y * z + r + 1.0f;
-  const int32_t n = static_cast<int32_t>(fx);
-  const int32_t n1 = n / 2, n2 = n - n1;  // two scalings keep each power of two a normal float
-  y = y * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
-  return x != x ? x : y;
+  const I n = trunc_int(fx);
+  const I n1 = n / 2, n2 = n - n1;  // two scalings keep each power of two a normal float
+  return y * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
 }
+
+inline float exp_fast(float x) { return exp_t(x); }
+
+FN_FP_CONTRACT_OFF_END
+#endif  // !__CUDACC__
 
 inline double exp_fast(double x) { return __builtin_exp(x); }
 

@@ -1,14 +1,19 @@
 // CPU kernels of the noise ops (add / mul / sal, see noise_math.h): the Philox normals of a chunk are
 // generated into a small buffer (block-of-4 pattern of csrc/philox.h), then the elementwise math runs
-// over the chunk. The backward regenerates the same normals bit for bit.
+// over the chunk: per run of constant parameters with the values as scalars (scalar or per-channel
+// parameters: no gather), else with the parameters gathered per element. The backward regenerates the
+// same normals bit for bit.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <string.h>
+
 #include <algorithm>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -120,17 +125,72 @@ inline GradMode grad_mode(bool needed, const NoiseParam& p, int64_t n) {
   return GradMode::kElements;
 }
 
+// Elements left in the current run of one parameter value (a scalar parameter is one endless run).
+inline int64_t run_left(const ParamIter& it) { return it.P == 1 ? INT64_MAX : it.inner - it.r; }
+
+// Advance `it` by len elements inside its current run (len <= run_left(it)).
+inline void run_advance(ParamIter& it, int64_t len) {
+  if (it.P == 1) return;
+  it.r += len;
+  if (it.r == it.inner) {
+    it.r = 0;
+    if (++it.p == it.P) it.p = 0;
+  }
+}
+
+// Parameters that stay constant over runs of at least this many elements are read as scalars per run
+// (no per-element gather into a buffer): scalar, per-channel [C, 1, 1] of a large enough H*W.
+constexpr int64_t kMinRun = 64;
+inline bool long_runs(const NoiseParam& p) { return p.P == 1 || p.inner >= kMinRun; }
+
 template <int OP>
 at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoiseParam& b, const RngState& st) {
   const at::Tensor x = x_.contiguous();
   at::Tensor y = empty_output(x.sizes(), x.options());
   const int64_t n = x.numel();
   if (n == 0) return y;
+  const bool runs = long_runs(a) && long_runs(b);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "noise_forward_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      if (runs) {  // the normals of a chunk, then one vectorized loop per run of constant (a, b)
+        const A* pa = a.t.data_ptr<A>();
+        const A* pb = b.t.data_ptr<A>();
+        ParamIter ia(begin, a.inner, a.P), ib(begin, b.inner, b.P);
+        float d[kChunk];
+        for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+          const int64_t m = std::min(kChunk, end - c0);
+          fill_normals(st, c0, c0 + m, d);
+          for (int64_t k = 0; k < m;) {
+            const int64_t len = std::min({m - k, run_left(ia), run_left(ib)});
+            const A av = pa[ia.p], bv = pb[ib.p];
+            const scalar_t* xc = xp + c0 + k;
+            scalar_t* yc = yp + c0 + k;
+            const float* dc = d + k;
+            int64_t j = 0;
+            if constexpr (std::is_same_v<scalar_t, float>) {  // native vectors (GCC leaves the exp of sal scalar)
+              using V = nat::f32;
+              constexpr int L = nat::kLanes;
+              const V avv = V() + static_cast<float>(av), bvv = V() + static_cast<float>(bv);
+              for (; j + L <= len; j += L) {
+                V xv, dv;
+                memcpy(&xv, xc + j, sizeof(V));
+                memcpy(&dv, dc + j, sizeof(V));
+                const V yv = noise_forward_elem<OP, V>(xv, avv, bvv, dv);
+                memcpy(yc + j, &yv, sizeof(V));
+              }
+            }
+            for (; j < len; ++j)
+              yc[j] = static_cast<scalar_t>(noise_forward_elem<OP, A>(static_cast<A>(xc[j]), av, bv, static_cast<A>(dc[j])));
+            run_advance(ia, len);
+            run_advance(ib, len);
+            k += len;
+          }
+        }
+        return;
+      }
       ChunkGen<A> gen(st, a, b, begin);
       for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
         const int64_t m = std::min(kChunk, end - c0);
@@ -149,11 +209,26 @@ at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoisePara
 // grad terms of one chunk: tx (grad_x), ta, tb (per-element parameter terms); x may be null (add).
 template <int OP, typename A, typename scalar_t>
 inline void backward_chunk(int64_t m, const A* g, const scalar_t* x, const ChunkGen<A>& gen, A* tx, A* ta, A* tb) {
+  int64_t k0 = 0;
+  if constexpr (std::is_same_v<A, float> && std::is_same_v<scalar_t, float>) {  // native vectors (exp of sal)
+    using V = nat::f32;
+    constexpr int L = nat::kLanes;
+    auto ld = [](const float* p) { V v; memcpy(&v, p, sizeof(V)); return v; };
+    auto st = [](float* p, const V& v) { memcpy(p, &v, sizeof(V)); };
+    for (; k0 + L <= m; k0 += L) {
+      V vx, va, vb;
+      noise_backward_elem<OP, V>(ld(g + k0), x == nullptr ? V() : ld(x + k0), ld(gen.av + k0), ld(gen.bv + k0),
+                                 ld(gen.d + k0), &vx, &va, &vb);
+      st(tx + k0, vx);
+      st(ta + k0, va);
+      st(tb + k0, vb);
+    }
+  }
   if (x == nullptr) {
-    for (int64_t k = 0; k < m; ++k)
+    for (int64_t k = k0; k < m; ++k)
       noise_backward_elem<OP, A>(g[k], A(0), gen.av[k], gen.bv[k], static_cast<A>(gen.d[k]), &tx[k], &ta[k], &tb[k]);
   } else {
-    for (int64_t k = 0; k < m; ++k)
+    for (int64_t k = k0; k < m; ++k)
       noise_backward_elem<OP, A>(g[k], static_cast<A>(x[k]), gen.av[k], gen.bv[k], static_cast<A>(gen.d[k]), &tx[k],
                                  &ta[k], &tb[k]);
   }

@@ -147,3 +147,66 @@ def test_memory_no_delta_saved(op, backend, capsys):
     assert len(big_ref) >= x_saved_by_ref + 1  # the eager formula also saves delta (or an x-sized product)
     assert sum(big) < sum(big_ref)
     y.sum().backward()  # still differentiable
+
+
+# ---- the CPU kernel's paths: scalar / per-channel parameters (one value per run) and vector lanes -----
+
+_PARAMS = {"scalar": lambda C: (), "per-channel": lambda C: (C, 1, 1), "per-element": lambda C: (C, 7, 9)}
+
+
+@pytest.mark.parametrize("layout", sorted(_PARAMS))
+@pytest.mark.parametrize("op", ["add", "mul", "sal"])
+def test_cpu_parameter_runs_match_reference(op, layout):
+    """Scalar and per-channel parameters take the CPU kernel's per-run path (the values as scalars, native
+    vectors over each run), per-element ones the gathered path; 7 x 9 = 63 elements per channel puts run ends
+    inside vectors and chunks, and 2 x 40 channels spread the work over several parallel ranges. Forward and
+    every gradient against the reference backend (harness tolerances)."""
+    if "cpu" not in CPU_BACKENDS:
+        pytest.skip("the cpu backend is not built")
+    C = 40
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, C, 7, 9, generator=g) * 3
+    shp = _PARAMS[layout](C)
+    a = (0.5 + torch.rand(shp, generator=g))
+    b = (0.1 + torch.rand(shp, generator=g))
+    outs = {}
+    for backend in ("reference", "cpu"):
+        xx, aa, bb = (t.clone().requires_grad_(True) for t in (x, a, b))
+        if op == "add":
+            y = noise_add(xx, aa, seed=9, offset=5, backend=backend)
+            params = (xx, aa)
+        elif op == "mul":
+            y = noise_mul(xx, aa, bb, seed=9, offset=5, backend=backend)
+            params = (xx, aa, bb)
+        else:
+            y = noise_sal(xx, aa - 1.0, bb - 2.0, seed=9, offset=5, backend=backend)
+            params = (xx, aa, bb)
+        gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad(y, params, gy)
+        outs[backend] = (y.detach(), grads)
+    (yr, gr), (yc, gc) = outs["reference"], outs["cpu"]
+    torch.testing.assert_close(yc, yr, rtol=1e-5, atol=1e-5)
+    for u, v in zip(gc, gr):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_sal_exp_special_values():
+    """noise_sal's exp (Cephes, vectorized on the CPU) at the edges: underflow to 0, overflow to inf, NaN
+    and +-inf inputs, in vector lanes and in the scalar tail, against the reference backend."""
+    if "cpu" not in CPU_BACKENDS:
+        pytest.skip("the cpu backend is not built")
+    vals = torch.tensor([-1e4, -300.0, -208.0, -150.0, -50.0, -1.0, 0.0, 1e-3, 1.0, 50.0, 150.0, 177.0, 178.0,
+                         200.0, 1e4, float("inf"), float("-inf"), float("nan")])
+    x = vals.repeat(5)[:83]  # 83 = 5 vectors of 16 + a tail of 3
+    for backend in ("reference", "cpu"):
+        y = noise_sal(x, 1.0, 0.0, seed=4, offset=0, backend=backend)
+        if backend == "reference":
+            want = y
+    d = fastnoise.rng.normal(x.numel(), 4, 0)
+    assert torch.equal(torch.isnan(y), torch.isnan(want)), (x, y, want)
+    assert torch.equal(torch.isinf(y), torch.isinf(want))
+    fin = torch.isfinite(want)
+    torch.testing.assert_close(y[fin], want[fin], rtol=2e-6, atol=0.0)
+    # exp itself: (y - x) / delta where delta is not tiny and x finite
+    ok = (x.abs() <= 1) & (d.abs() > 0.1)
+    torch.testing.assert_close((y[ok] - x[ok]) / d[ok], torch.exp(x[ok] / 2), rtol=1e-5, atol=1e-37)
