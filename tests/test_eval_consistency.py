@@ -84,6 +84,20 @@ def test_the_order_pairs():
 ])
 def test_tolerance_is_one_sample_or_two_draw_stds(n, std, diff, flagged):
     assert tolerance(n, 0.0, std) == pytest.approx(max(1 / n, 2 * std))
-    rows = [_row("pgd20", 0.1, 0.5, n=n), _row("fgsm", 0.1, 0.5 - diff, std=std, n=n + 50)]
+    rows = [_row("pgd20", 0.1, 0.5, n=n), _row("fgsm", 0.1, 0.5 - diff, std=std, n=n)]
     assert bool(consistency_checks(rows)) == flagged
     assert bool(consistency_warnings(rows, CLEAN)) == flagged
+
+
+@pytest.mark.parametrize("n_strong,n_weak,acc_strong,acc_weak,flagged", [
+    (32, 128, 0.781, 0.734, False),   # AutoAttack on the first 32 of 128 images (the methods table): 2 SE = 13 points
+    (32, 128, 0.90, 0.70, True),      # 20 points: more than sampling explains
+    (1000, 1050, 0.50, 0.49, True),   # nearly the same images: 2 SE = 0.7 points, one sample = 0.1
+])
+def test_tolerance_of_different_sample_counts(n_strong, n_weak, acc_strong, acc_weak, flagged):
+    p = (acc_strong + acc_weak) / 2
+    lo, hi = sorted((n_strong, n_weak))
+    assert tolerance(n_strong, 0.0, n_other=n_weak, p=p) == pytest.approx(
+        max(1 / lo, 2 * (p * (1 - p) * (1 / lo - 1 / hi)) ** 0.5))
+    rows = [_row("autoattack_rand", 0.2, acc_strong, n=n_strong), _row("pgd20", 0.2, acc_weak, n=n_weak)]
+    assert bool(consistency_checks(rows)) == flagged
