@@ -142,9 +142,19 @@ def test_resnet_on_cifar_shaped_data_two_ranks_match_one_process(tmp_path):
     for k in one:  # running statistics (and weights) are the same on every rank: bit for bit
         assert torch.equal(ranks[0][k], ranks[1][k]), k
     # float32 training: rounding (B vs B/2 GEMMs, float64 moments vs torch's BatchNorm) compounds over 19
-    # BatchNorm layers and 6 SGD steps on random images: measured up to 1.1e-4 (the float64 step above is
-    # exact to 1e-9; the unsynchronized BatchNorm is off by far more, see the digits test)
-    _close({k: ranks[0][k] for k in one}, one, atol=3e-4)
+    # BatchNorm layers and 6 SGD steps on random images. How far rounding alone moves this training is
+    # measured in the same run: the single process again with 2 threads instead of 1 (the float64 step
+    # above is exact to 1e-9). Measured: Zen 1 (AVX2) ranks vs one process up to 1.1e-4; Zen 5 (AVX-512)
+    # 7.7e-3 with the thread control at 2.6e-3. The unsynchronized BatchNorm is off by up to 0.66 (the
+    # digits test's issue measurement).
+    torch.set_num_threads(2)
+    try:
+        fit(_cifar_cfg(tmp_path / "data", tmp_path / "single2", False))
+    finally:
+        torch.set_num_threads(1)
+    two = load_file(str(weights_path(tmp_path / "single2" / "last.json")))
+    floor = max(float((one[k] - two[k]).abs().max()) for k in one if one[k].is_floating_point())
+    _close({k: ranks[0][k] for k in one}, one, atol=max(3e-4, 5 * floor))
     assert int(one["1.bn1.num_batches_tracked"]) == 6  # 3 steps per epoch, nothing padded or dropped
 
 

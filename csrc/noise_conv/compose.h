@@ -137,7 +137,7 @@ inline at::Tensor nc_expand(const at::Tensor& p, int64_t inner, int64_t n) {
 
 // Per-element terms t[n] of one site sample -> the [P] gradient of its parameter.
 inline at::Tensor nc_reduce(const at::Tensor& t, int64_t P, int64_t inner) {
-  return t.reshape({-1, P, inner}).sum(at::IntArrayRef{0, 2});
+  return t.reshape({-1, P, inner}).sum(at::IntArrayRef{0, 2}, false, at::kDouble).to(t.scalar_type());
 }
 
 // s = scale * std(t) (unbiased, whole tensor, detached; 0 below two elements) or scale: a 0-d md tensor.
