@@ -8,6 +8,7 @@
 // FASTNOISE_SIMD_GENERIC=1 (a test switch) uses 16-byte vectors and the portable fallbacks on any ISA.
 #pragma once
 #include <stdint.h>
+#include <string.h>
 
 #include <utility>
 #if defined(__SSE2__)
@@ -96,6 +97,14 @@ FN_VINLINE uint32_t movemask(i32 m) {
   return r;
 #endif
 }
+
+// Unaligned load / store of one native vector of floats.
+FN_VINLINE f32 load(const float* p) {
+  f32 v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+FN_VINLINE void store(float* p, f32 v) { memcpy(p, &v, sizeof(v)); }
 
 FN_VINLINE f32 to_float(i32 v) { return __builtin_convertvector(v, f32); }
 FN_VINLINE i32 trunc_int(f32 v) { return __builtin_convertvector(v, i32); }  // toward zero, as a C cast

@@ -8,8 +8,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <string.h>
-
 #include <algorithm>
 #include <mutex>
 #include <tuple>
@@ -143,6 +141,25 @@ inline void run_advance(ParamIter& it, int64_t len) {
 constexpr int64_t kMinRun = 64;
 inline bool long_runs(const NoiseParam& p) { return p.P == 1 || p.inner >= kMinRun; }
 
+// y[j] = op(x[j], a, b, d[j]) for j < len, with a, b one value each (kScalar: a run of constant
+// parameters) or one per element (gathered buffers). float data in native vectors: GCC does not vectorize
+// the scalar loop of sal (its exp), and the vector lanes compute the scalar loop's bits.
+template <int OP, bool kScalar, typename A, typename scalar_t>
+inline void forward_span(int64_t len, const scalar_t* x, const float* d, const A* a, const A* b, scalar_t* y) {
+  int64_t j = 0;
+  if constexpr (std::is_same_v<A, float> && std::is_same_v<scalar_t, float>) {
+    using V = nat::f32;
+    constexpr int L = nat::kLanes;
+    const V as = V() + a[0], bs = V() + b[0];
+    for (; j + L <= len; j += L)
+      nat::store(y + j, noise_forward_elem<OP, V>(nat::load(x + j), kScalar ? as : nat::load(a + j),
+                                                  kScalar ? bs : nat::load(b + j), nat::load(d + j)));
+  }
+  for (; j < len; ++j)
+    y[j] = static_cast<scalar_t>(noise_forward_elem<OP, A>(static_cast<A>(x[j]), a[kScalar ? 0 : j],
+                                                           b[kScalar ? 0 : j], static_cast<A>(d[j])));
+}
+
 template <int OP>
 at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoiseParam& b, const RngState& st) {
   const at::Tensor x = x_.contiguous();
@@ -165,25 +182,7 @@ at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoisePara
           fill_normals(st, c0, c0 + m, d);
           for (int64_t k = 0; k < m;) {
             const int64_t len = std::min({m - k, run_left(ia), run_left(ib)});
-            const A av = pa[ia.p], bv = pb[ib.p];
-            const scalar_t* xc = xp + c0 + k;
-            scalar_t* yc = yp + c0 + k;
-            const float* dc = d + k;
-            int64_t j = 0;
-            if constexpr (std::is_same_v<scalar_t, float>) {  // native vectors (GCC leaves the exp of sal scalar)
-              using V = nat::f32;
-              constexpr int L = nat::kLanes;
-              const V avv = V() + static_cast<float>(av), bvv = V() + static_cast<float>(bv);
-              for (; j + L <= len; j += L) {
-                V xv, dv;
-                memcpy(&xv, xc + j, sizeof(V));
-                memcpy(&dv, dc + j, sizeof(V));
-                const V yv = noise_forward_elem<OP, V>(xv, avv, bvv, dv);
-                memcpy(yc + j, &yv, sizeof(V));
-              }
-            }
-            for (; j < len; ++j)
-              yc[j] = static_cast<scalar_t>(noise_forward_elem<OP, A>(static_cast<A>(xc[j]), av, bv, static_cast<A>(dc[j])));
+            forward_span<OP, true>(len, xp + c0 + k, d + k, pa + ia.p, pb + ib.p, yp + c0 + k);
             run_advance(ia, len);
             run_advance(ib, len);
             k += len;
@@ -195,11 +194,7 @@ at::Tensor forward_op(const at::Tensor& x_, const NoiseParam& a, const NoisePara
       for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
         const int64_t m = std::min(kChunk, end - c0);
         gen.next(c0, m);
-        const scalar_t* xc = xp + c0;
-        scalar_t* yc = yp + c0;
-        for (int64_t k = 0; k < m; ++k)
-          yc[k] = static_cast<scalar_t>(
-              noise_forward_elem<OP, A>(static_cast<A>(xc[k]), gen.av[k], gen.bv[k], static_cast<A>(gen.d[k])));
+        forward_span<OP, false>(m, xp + c0, gen.d, gen.av, gen.bv, yp + c0);
       }
     });
   });
@@ -213,15 +208,13 @@ inline void backward_chunk(int64_t m, const A* g, const scalar_t* x, const Chunk
   if constexpr (std::is_same_v<A, float> && std::is_same_v<scalar_t, float>) {  // native vectors (exp of sal)
     using V = nat::f32;
     constexpr int L = nat::kLanes;
-    auto ld = [](const float* p) { V v; memcpy(&v, p, sizeof(V)); return v; };
-    auto st = [](float* p, const V& v) { memcpy(p, &v, sizeof(V)); };
     for (; k0 + L <= m; k0 += L) {
       V vx, va, vb;
-      noise_backward_elem<OP, V>(ld(g + k0), x == nullptr ? V() : ld(x + k0), ld(gen.av + k0), ld(gen.bv + k0),
-                                 ld(gen.d + k0), &vx, &va, &vb);
-      st(tx + k0, vx);
-      st(ta + k0, va);
-      st(tb + k0, vb);
+      noise_backward_elem<OP, V>(nat::load(g + k0), x == nullptr ? V() : nat::load(x + k0), nat::load(gen.av + k0),
+                                 nat::load(gen.bv + k0), nat::load(gen.d + k0), &vx, &va, &vb);
+      nat::store(tx + k0, vx);
+      nat::store(ta + k0, va);
+      nat::store(tb + k0, vb);
     }
   }
   if (x == nullptr) {
