@@ -2,7 +2,8 @@
 
 Convention (the seed reports BitOPs without a formula; this is ours, stated so it can be checked):
 
-* an exact Conv2d / Linear: ``MACs x weight_bits x act_bits`` (MACs = output elements x fan-in);
+* an exact Conv2d / Linear, and the noisy conv / linear layers of `fastnoise.nn.noise_conv` (an exact
+  product plus noise): ``MACs x weight_bits x act_bits`` (MACs = output elements x fan-in);
 * a layer of a defense method: its method's cost model (`fastnoise.methods.CostModel`, defined with
   the method in fastnoise/methods/<name>.py), e.g. exact products for the kept neurons only plus the
   cost of an approximation;
@@ -41,6 +42,9 @@ def bitops(model: torch.nn.Module, input_shape: Sequence[int], *, weight_bits: i
     """
     from .methods import Bits, cost_models
     from .nn import noise_mode
+    from .nn.noise_conv import NOISY_PRODUCT_LAYERS
+
+    exact_layers = (torch.nn.Conv2d, torch.nn.Linear) + NOISY_PRODUCT_LAYERS
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -61,7 +65,7 @@ def bitops(model: torch.nn.Module, input_shape: Sequence[int], *, weight_bits: i
                 c = cm.cost(mod, n_out, bits)
                 macs, dense, f, exact, projection, approx = c.macs, c.dense, c.kept_fraction, c.exact, c.projection, c.approx
             else:
-                d = _conv_fanin(mod) if isinstance(mod, torch.nn.Conv2d) else mod.in_features
+                d = _conv_fanin(mod) if hasattr(mod, "kernel_size") else mod.in_features  # conv / linear
                 macs = n_out * d
                 dense = macs * bits.weight * bits.act
                 f, exact, projection, approx = 1.0, dense, 0.0, 0.0
@@ -73,7 +77,7 @@ def bitops(model: torch.nn.Module, input_shape: Sequence[int], *, weight_bits: i
     handles = []
     for name, m in model.named_modules():
         cm = next((c for c in costs if c.claims(m)), None)
-        if cm is not None or isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+        if cm is not None or isinstance(m, exact_layers):
             handles.append(m.register_forward_hook(hook(name or "<root>", cm)))
     training = model.training
     try:

@@ -628,3 +628,8 @@ class RPFConv2d(_ConvLayer):
         site = WeightNoise.rpf(self.replace, self.kernel_size[-1])
         return noise_conv2d(x, w, self.bias, **self._conv_args(), weight_noise=site,
                             state=self._draw_state(x, self._draw_numel()))
+
+
+#: The layers of this family: an exact conv / linear product of the original weights plus noise at one or
+#: more sites (fastnoise.bitops counts their products as dense ones).
+NOISY_PRODUCT_LAYERS = (_ConvLayer, _LinearLayer)

@@ -138,6 +138,20 @@ def test_registered_method_trains_through_the_cli_and_reloads(registered, tmp_pa
     assert "method_options: sigma must be a finite number >= 0.0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["pni", "rsr", "ctrw", "rpf"])
+def test_bitops_counts_noisy_conv_layers_as_dense_products(method):
+    """The noise_conv layers (PNI / CNI / CTRW / RPF) are an exact product plus noise: BitOPs of the converted
+    model equal those of the plain one (they were counted 0: PNI / RSR rows read "0 (dense)")."""
+    torch.manual_seed(0)
+    plain = fastnoise.models.build("small_cnn", 10, 1, 8, width=8, hidden=16)
+    ref = fastnoise.bitops(plain, (2, 1, 8, 8))
+    opts = {"input_size": [8, 8]} if method == "ctrw" else {}
+    conv = fastnoise.convert(plain, method, **opts)
+    got = fastnoise.bitops(conv, (2, 1, 8, 8))
+    assert got["dense_total"] == pytest.approx(ref["dense_total"]) and ref["dense_total"] > 0
+    assert len(got["layers"]) == len(ref["layers"])
+
+
 def test_registered_method_in_bitops_and_evaluate(registered):
     registered(Toy())
     torch.manual_seed(0)
