@@ -123,7 +123,13 @@ class _Dist:
 
     def close(self) -> None:
         if self.owned:
+            import gc
+
             import torch.distributed as dist
+            # free the DDP wrapper (its reducer holds gloo work objects) while the group and the interpreter are
+            # alive: left to interpreter shutdown it aborted rank 1 ("terminate called without an active
+            # exception", exit -6) in 2 of 63 2-rank trainings on the Zen 5 VM, 0 of 100 with this collect
+            gc.collect()
             dist.destroy_process_group()
 
 
@@ -214,7 +220,9 @@ def fit(config: TrainConfig, hooks: Optional[Hooks] = None, *, resume: bool = Fa
     try:
         splits = fndata.load(config.dataset, config.data_root, seed=config.seed)
         model = build_model(config, splits)
-        return train_model(model, splits, config, hooks, resume=resume, overwrite=overwrite)
+        result = train_model(model, splits, config, hooks, resume=resume, overwrite=overwrite)
+        d.barrier()  # every rank done before any tears the process group down
+        return result
     finally:
         d.close()
 
