@@ -6,7 +6,8 @@ Convention (the seed reports BitOPs without a formula; this is ours, stated so i
   product plus noise): ``MACs x weight_bits x act_bits`` (MACs = output elements x fan-in);
 * a layer of a defense method: its method's cost model (`fastnoise.methods.CostModel`, defined with
   the method in fastnoise/methods/<name>.py), e.g. exact products for the kept neurons only plus the
-  cost of an approximation;
+  cost of an approximation (NENNI), or a spiking layer's products once per computed row with 1-bit spike
+  inputs (NIT's LR layers);
 * every other layer (BN, ReLU, pooling, additions, elementwise noise) is not counted.
 
 Numbers are per input sample (the batch of `input_shape` is divided out), per call: a deployed model

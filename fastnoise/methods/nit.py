@@ -13,6 +13,8 @@ method is, in one file: the estimator steps (plain functions, also used by the b
   Z_theta), ``nit_s+`` (NIT-S for `switch_epoch` epochs, then NIT; seed §4.4: 70 of 100), and the
   seed's baselines on the same network by backprop: ``stbp`` (surrogate-gradient BPTT, noise off) and
   ``stbp_n`` (STBP with standard-normal noise in every neuron);
+* cost (`NITCost`, for `fastnoise.bitops`): the LR layers' products counted as exact (the noise adds no
+  products), once per computed row: a static input repeated over the T steps is multiplied once;
 * evaluation: stochastic (fresh neuron noise per forward pass, per sample). A Heaviside network has a zero
   gradient almost everywhere, so a white-box attack on its raw gradient is gradient masking by
   construction: the spiking layers' backward is a surrogate derivative (`fastnoise.nn.LIF`: BPDA,
@@ -35,7 +37,9 @@ C copies of the input).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 from typing import Callable, Optional
 
 import torch
@@ -47,9 +51,10 @@ from ..nn.lr import LRConv2d, LRLayer, LRLinear, lr_layers, recording
 from ..nn.spiking import SpikeEncoder
 from ..ops.lr_grad import BASELINES, loss_weights
 from ._hooks import Hooks
-from ._protocol import Evaluation, Method, Option, TrainingRecipe, choice, integer, number, optional
+from ._protocol import (Bits, CostModel, Evaluation, LayerCost, Method, Option, TrainingRecipe, choice, integer, number,
+                        optional)
 
-__all__ = ["METHOD", "NIT", "NITHooks", "TRAINERS", "SEED_PROTOCOL", "Bounds", "ESTIMATORS", "forward_replicas",
+__all__ = ["METHOD", "NIT", "NITCost", "NITHooks", "TRAINERS", "SEED_PROTOCOL", "Bounds", "ESTIMATORS", "forward_replicas",
            "replica_losses", "lr_backward", "lr_estimate", "nit_step", "stbp_step", "lr_vs_pathwise", "project_",
            "estimator_for_epoch", "set_sigma_", "accuracy", "peak_memory"]
 
@@ -344,6 +349,59 @@ class NITHooks(Hooks):
             metrics["nit_mean_sigma"] = [round(s, 4) for s in sig]
 
 
+class NITCost(CostModel):
+    """BitOPs of an LR layer (`fastnoise.nn.LRLinear` / `LRConv2d`; convention: fastnoise/bitops.py): its
+    product ``x W^T`` (or the conv) is exact, ``MACs x weight_bits x act_bits`` with MACs = fan-in x output
+    neurons per *computed* row. The layer computes its product once per input row (S x B rows: a static
+    input repeated over T steps is multiplied once, a rate-coded [T, B, ...] input T times) and only
+    broadcasts it over the T steps and C replicas of its [T x B x C, ...] output, so the count per output
+    element is scaled by (input rows / output rows). Spike inputs (``binary_input=True``) count 1-bit
+    activations: a spike x weight product is an accumulate. The noise and the LIF are elementwise: not counted.
+    """
+
+    def claims(self, module: torch.nn.Module) -> bool:
+        return isinstance(module, LRLayer)
+
+    @staticmethod
+    def _fan_in(module: LRLayer) -> int:
+        if isinstance(module, LRConv2d):
+            kh, kw = module.kernel_size
+            return module.in_channels * kh * kw
+        return module.in_features
+
+    @staticmethod
+    def _share(module: LRLayer, inputs, output) -> None:
+        x = inputs[0]
+        if isinstance(module, LRConv2d):
+            rows_in = x.numel() / (module.in_channels * math.prod(x.shape[-2:]))
+            rows_out = output.numel() / (module.out_channels * math.prod(output.shape[-2:]))
+        else:
+            rows_in, rows_out = x.numel() / module.in_features, output.numel() / module.out_features
+        module._bitops_share = rows_in / rows_out if rows_out else 0.0
+
+    def cost(self, module: LRLayer, out_per_sample: float, bits: Bits) -> LayerCost:
+        share = getattr(module, "_bitops_share", None)
+        if share is None:
+            raise RuntimeError("NITCost.cost needs the forward of NITCost.prepare (the computed rows of the call)")
+        macs = out_per_sample * share * self._fan_in(module)
+        act = 1 if module.binary_input else bits.act
+        dense = macs * bits.weight * act
+        return LayerCost(macs=macs, dense=dense, exact=dense)
+
+    @contextlib.contextmanager
+    def prepare(self, model: torch.nn.Module):
+        layers = [m for m in model.modules() if isinstance(m, LRLayer)]
+        # prepend: the share of the call is known before fastnoise.bitops's own hook reads it
+        handles = [m.register_forward_hook(self._share, prepend=True) for m in layers]
+        try:
+            yield model
+        finally:
+            for h in handles:
+                h.remove()
+            for m in layers:
+                m.__dict__.pop("_bitops_share", None)
+
+
 class NIT(Method):
     """NIT (seed 002): see the module docstring. Options choose the trainer (NIT, NIT-S, NIT-S+ and the
     STBP / STBP-N baselines on the same network), the replicas C, the estimator's baseline and the box
@@ -384,6 +442,7 @@ class NIT(Method):
         inference_doc="the network itself with its neuron noise on (one draw per forward pass); spiking nets: "
                       "white-box gradients through the LIF surrogate (BPDA), attacked with EOT; Square is gradient-free",
         seed_protocol=SEED_PROTOCOL)
+    cost = NITCost()
     example_options = {"trainer": "nit_s+", "replicas": 16}
 
     def check_options(self, options):

@@ -248,3 +248,30 @@ def test_default_architecture_is_the_methods_spiking_mlp():
     assert "model" not in methods.get("rse").describe()["training"]  # unchanged description (stored results)
     with pytest.raises(ValueError, match="need a model"):
         TrainingRecipe(model_options={"hidden": 4})
+
+
+def test_bitops_counts_lr_layers_once_per_computed_row():
+    """The LR layers were skipped by fastnoise.bitops (the leaderboard's NIT row read 0 BitOPs): their
+    products count as exact, once per computed row (a static input repeated over T steps is multiplied
+    once), spike inputs at 1 bit."""
+    from fastnoise.nn import LRConv2d
+    net = build("spiking_mlp", 10, 1, 8, hidden=100, steps=8)  # direct encoding: static input, spikes after
+    r = fastnoise.bitops(net, (4, 1, 8, 8))
+    rows = {row["name"]: row for row in r["layers"]}
+    assert rows["1.fcs.0"]["macs"] == 64 * 100 and rows["1.fcs.0"]["total"] == 64 * 100 * 32 * 32
+    assert rows["1.fcs.1"]["macs"] == 8 * 100 * 10 and rows["1.fcs.1"]["total"] == 8 * 100 * 10 * 32 * 1
+    assert r["total"] == r["dense_total"] > 0
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    lr = LRConv2d.from_conv(conv)
+    assert fastnoise.bitops(lr, (2, 3, 6, 6))["total"] == fastnoise.bitops(conv, (2, 3, 6, 6))["total"] > 0
+
+    class Rate(torch.nn.Module):  # a [T, B, ...] input: the product runs on every step
+        def __init__(self):
+            super().__init__()
+            self.fc = LRLinear(6, 4)
+
+        def forward(self, x):
+            return self.fc(x.unsqueeze(0).expand(5, *x.shape))
+
+    assert fastnoise.bitops(Rate(), (3, 6))["layers"][0]["macs"] == 5 * 6 * 4
