@@ -69,3 +69,45 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _needs_gpu(item):
             item.add_marker(pytest.mark.gpu)
+
+
+# ---- the fuzz suite's report (issue 16): cases tried per target --------------------------------------------
+# Counted by tests/fuzz/fuzzkit.py in the process that runs the tests. Under pytest-xdist (CI: -n 2) that is
+# a worker: each worker sends its counts to the controller (workeroutput), which prints the sum. (A summary
+# printed from tests/fuzz/conftest.py never showed in CI: the controller does not collect, so it never loads
+# that conftest, and its own counts are empty.)
+_FUZZ_FROM_WORKERS: dict = {}
+
+
+def _fuzz_counts() -> dict:
+    """{target: [total, valid, invalid]} of this process."""
+    fk = sys.modules.get("fuzzkit")
+    if fk is None:
+        return {}
+    return {t: [n, fk.OUTCOMES[(t, "result")], fk.OUTCOMES[(t, "error")]] for t, n in fk.COUNTS.items()}
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker
+        workeroutput["fuzz_counts"] = _fuzz_counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # xdist controller: one worker finished
+    for t, c in getattr(node, "workeroutput", {}).get("fuzz_counts", {}).items():
+        acc = _FUZZ_FROM_WORKERS.setdefault(t, [0, 0, 0])
+        for i in range(3):
+            acc[i] += c[i]
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = _FUZZ_FROM_WORKERS or _fuzz_counts()
+    if not counts:
+        return
+    tr = terminalreporter
+    tr.section("fuzz cases tried (issue 16): target  total  (valid / invalid)")
+    for target in sorted(counts):
+        n, ok, bad = counts[target]
+        tr.write_line(f"{target:34s} {n:5d}  ({ok} / {bad})")
+    tr.write_line(f"{'total':34s} {sum(c[0] for c in counts.values()):5d}")
