@@ -129,6 +129,20 @@ FN_VINLINE void sincos_fast(F t, F* s, F* c) {
   *c = select(((q + 1) & 2) != 0, -cv, cv);
 }
 
+// floor(v) for |v| < 2^31 and y * 2^n (integral n in [-151, 128], y in [0.5, 2]; one rounding) of a scalar:
+// the portable forms, which nat::floor / nat::scale_pow2 compute in one instruction where the ISA has one (the
+// same bits: floor is exact, and the scaling rounds once either way).
+FN_VINLINE float floor_t(float v) {
+  const float t = to_float(trunc_int(v));
+  return t > v ? t - 1.0f : t;
+}
+FN_VINLINE float scale_pow2_t(float y, float n) {
+  const int32_t k = trunc_int(n), k1 = k >> 1, k2 = k - k1;  // two factors keep each power of two normal
+  return y * as_float((k1 + 127) << 23) * as_float((k2 + 127) << 23);
+}
+FN_VINLINE nat::f32 floor_t(nat::f32 v) { return nat::floor(v); }
+FN_VINLINE nat::f32 scale_pow2_t(nat::f32 y, nat::f32 n) { return nat::scale_pow2(y, n); }
+
 // exp(x) (Cephes expf) of a scalar or a native vector: overflow to inf, underflow to 0 / denormals, NaN
 // propagates (through c and r: no select on x). Branch-free with selects only (a loop of the scalar
 // version does not vectorize with GCC: floorf is inlined only without -ftrapping-math, and the clamps
@@ -136,13 +150,11 @@ FN_VINLINE void sincos_fast(F t, F* s, F* c) {
 template <typename F>
 FN_VINLINE F exp_t(F x) {
   FN_FP_CONTRACT_OFF_BODY
-  using I = IntOf<F>;
   const F lo = F() - 104.0f, hi = F() + 89.0f;
   F c = select(x < -104.0f, lo, x);
   c = select(c > 89.0f, hi, c);
   const F v = c * 1.44269504088896341f + 0.5f;
-  const F t = to_float(trunc_int(v));  // floor(v), exact for |v| <= 151
-  const F fx = select(t > v, t - 1.0f, t);
+  const F fx = floor_t(v);  // exact (|v| <= 151)
   F r = c - fx * 0.693359375f;
   r = r + fx * 2.12194440e-4f;
   const F z = r * r;
@@ -153,9 +165,7 @@ FN_VINLINE F exp_t(F x) {
   y = y * r + 1.6666665459E-1f;
   y = y * r + 5.0000001201E-1f;
   y = y * z + r + 1.0f;
-  const I n = trunc_int(fx);
-  const I n1 = n / 2, n2 = n - n1;  // two scalings keep each power of two a normal float
-  return y * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
+  return scale_pow2_t(y, fx);
 }
 
 inline float exp_fast(float x) { return exp_t(x); }
