@@ -3,6 +3,7 @@
 #   make test   set up .venv, build, compile-check every CUDA source, run the whole test suite
 # Also: make bench (benchmarks, results appended to results/bench.csv), make cuda-check, make clean,
 #   make gpu-check [OUT=dir] [DRY_RUN=1]  GPU validation, one report (tools/gpu_check.py, docs/gpu.md).
+#   make test also compiles every Triton launch of the suite for sm_80 / sm_90 (tools/triton_compile_check.py).
 #   make test-cpu-capabilities  the op tests with every other CPU capability forced (FASTNOISE_CPU_CAPABILITY).
 #   FASTNOISE_NATIVE=1 make setup  also builds the -march=native CPU kernels (loaded where they can run).
 #   make setup builds the CPU capabilities this CPU can run (FASTNOISE_CPU_CAPABILITIES=host: CI builds what it
@@ -60,9 +61,15 @@ cuda-check:
 # of each test function (design note 52); `make test-full` runs every case.
 TEST_WORKERS ?= 2
 TRITON_SUBSET ?= 4
+# The suite records the signature of every Triton launch it makes (FASTNOISE_TRITON_RECORD), which
+# tools/triton_compile_check.py then compiles for sm_80 and sm_90 (the Triton analogue of cuda-check).
+TRITON_RECORD := runs/triton-launches
 test: setup cuda-check
+	rm -rf $(TRITON_RECORD)
 	FASTNOISE_TRITON_SUBSET=$(TRITON_SUBSET) TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TRITON_INTERPRET=1 \
+	  FASTNOISE_TRITON_RECORD=$(TRITON_RECORD) \
 	  $(PY) -m pytest tests -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS)
+	$(PY) tools/triton_compile_check.py $(TRITON_RECORD) --arch 80,90
 	bash tools/gpu-check runs/gpu-check-dry --dry-run
 	$(MAKE) --no-print-directory wheel-check
 

@@ -87,7 +87,26 @@ def _fuzz_counts() -> dict:
     return {t: [n, fk.OUTCOMES[(t, "result")], fk.OUTCOMES[(t, "error")]] for t, n in fk.COUNTS.items()}
 
 
+# ---- Triton launch signatures for tools/triton_compile_check.py (FASTNOISE_TRITON_RECORD=DIR, `make test`) ------
+_TRITON_RECORDER = None
+
+
+def pytest_configure(config):
+    global _TRITON_RECORDER
+    out = os.environ.get("FASTNOISE_TRITON_RECORD")
+    if out and os.environ.get("TRITON_INTERPRET") == "1":
+        import importlib.util
+        path = Path(__file__).resolve().parent.parent / "tools" / "triton_compile_check.py"
+        spec = importlib.util.spec_from_file_location("_triton_compile_check", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _TRITON_RECORDER = mod.Recorder(out, modules="fastnoise.")  # not a test's own kernels
+        _TRITON_RECORDER.install()
+
+
 def pytest_sessionfinish(session):
+    if _TRITON_RECORDER is not None:
+        _TRITON_RECORDER.write()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker
         workeroutput["fuzz_counts"] = _fuzz_counts()

@@ -8,9 +8,9 @@ import triton.language as tl
 
 from .philox import load_state, normal_at
 
-OP_ADD: tl.constexpr = 0
-OP_MUL: tl.constexpr = 1
-OP_SAL: tl.constexpr = 2
+OP_ADD = tl.constexpr(0)
+OP_MUL = tl.constexpr(1)
+OP_SAL = tl.constexpr(2)
 
 
 @triton.jit

@@ -7,12 +7,15 @@ independently, so values never depend on BLOCK or num_warps.
 import triton
 import triton.language as tl
 
-PHILOX_M0: tl.constexpr = 0xD2511F53
-PHILOX_M1: tl.constexpr = 0xCD9E8D57
-PHILOX_W0: tl.constexpr = 0x9E3779B9
-PHILOX_W1: tl.constexpr = 0xBB67AE85
-TWO_POW_M24: tl.constexpr = 5.9604644775390625e-08
-TWO_PI: tl.constexpr = 6.2831853071795864769
+# Globals read inside @triton.jit functions must be tl.constexpr *objects*: the compiler rejects an annotated
+# plain int (`X: tl.constexpr = 1`, "Cannot access global variable"), which the interpreter accepts
+# (tools/triton_compile_check.py found it: no Triton kernel drawing normals compiled for a GPU before).
+PHILOX_M0 = tl.constexpr(0xD2511F53)
+PHILOX_M1 = tl.constexpr(0xCD9E8D57)
+PHILOX_W0 = tl.constexpr(0x9E3779B9)
+PHILOX_W1 = tl.constexpr(0xBB67AE85)
+TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
+TWO_PI = tl.constexpr(6.2831853071795864769)
 
 
 @triton.jit

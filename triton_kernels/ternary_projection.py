@@ -13,8 +13,8 @@ import triton.language as tl
 
 from .philox import load_state, raw_at
 
-T_PLUS: tl.constexpr = 2796203
-T_MINUS: tl.constexpr = 5592406
+T_PLUS = tl.constexpr(2796203)
+T_MINUS = tl.constexpr(5592406)
 
 
 @triton.jit
