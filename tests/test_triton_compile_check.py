@@ -77,3 +77,19 @@ def test_nothing_recorded_is_an_error(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "triton_compile_check.py"), str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no recorded launches" in r.stderr
+
+
+def test_gpu_launch_args_of_the_implicit_gemm_kernels():
+    """The compile check also compiles the GEMM kernels as a GPU launches them (blocks, CAST, output dtype)."""
+    from fastnoise.triton_kernels import noise_conv, sampled
+    rec = {"x_ptr": ["ptr", "bf16"], "out_ptr": ["ptr", "fp32"], "CAST": ["value", True],
+           "BLOCK_M": ["value", 32], "BLOCK_N": ["value", 32], "BLOCK_K": ["value", 32]}
+    for mod, kernel in ((noise_conv, "_noise_conv_kernel"), (sampled, "_sampled_gemm_kernel")):
+        gpu = mod.gpu_launch_args(kernel, rec)
+        assert gpu["out_ptr"] == ["ptr", "bf16"] and gpu["CAST"] == ["value", False]
+        assert (gpu["BLOCK_M"], gpu["BLOCK_N"], gpu["BLOCK_K"]) == (["value", 64], ["value", 64], ["value", 32])
+        assert mod.gpu_launch_args("other", rec) is rec
+    f64 = {**rec, "x_ptr": ["ptr", "fp64"], "out_ptr": ["ptr", "fp64"]}
+    assert noise_conv.gpu_launch_args("_noise_conv_kernel", f64)["CAST"] == ["value", True]  # float64 casts
+    assert sampled.gpu_launch_args("_sampled_gemm_kernel", f64)["CAST"] == ["value", False]
+    assert noise_conv.gpu_launch_args("_noise_conv_kernel", f64)["BLOCK_K"] == ["value", 16]

@@ -18,8 +18,9 @@ the distinct ones to ``DIR/<pid>.json``. `make test` records (CI runs every Trit
 Phase 2, this script: the distinct signatures of all the files, each compiled with ``triton.compile`` for
 ``GPUTarget("cuda", arch, 32)`` of every ``--arch``. Prints one line per kernel (signatures, targets, time) and
 every failure with its signature and the compiler's message; exit status 1 when any fails, 2 when nothing was
-recorded. Signatures are those of the interpreter's launches: the launch wrappers pick other block sizes and
-casts on a GPU (triton_kernels/noise_conv.py `_blocks`, the bfloat16 emulation), which `make gpu-check` runs.
+recorded. The recorded signatures are the interpreter's launches; where a wrapper launches differently on a
+GPU (the implicit-GEMM kernels of triton_kernels/noise_conv.py and sampled.py: block sizes, CAST, the
+bfloat16 output), its module's ``gpu_launch_args(kernel, args)`` gives the GPU's arguments, which are compiled too.
 """
 from __future__ import annotations
 
@@ -185,6 +186,26 @@ def _worker_init() -> None:
     sys.path.insert(0, str(ROOT))
 
 
+def _with_gpu_variants(recs: list[dict]) -> list[dict]:
+    """`recs` plus, for each launch whose module defines ``gpu_launch_args(kernel, args)`` (the implicit-GEMM
+    kernels: other block sizes, CAST, output dtype on a GPU), the arguments the GPU launch takes instead."""
+    out, seen = list(recs), {json.dumps(r, sort_keys=True) for r in recs}
+    for rec in recs:
+        if "args" not in rec:
+            continue
+        gpu = getattr(importlib.import_module(rec["module"]), "gpu_launch_args", None)
+        if gpu is None:
+            continue
+        args = gpu(rec["kernel"], rec["args"])
+        if args != rec["args"]:
+            v = {**rec, "args": args, "variant": "gpu"}
+            key = json.dumps({k: x for k, x in v.items() if k != "variant"}, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(v)
+    return out
+
+
 def _short(rec: dict) -> str:
     if "args" not in rec:
         return "?"
@@ -211,6 +232,9 @@ def main(argv=None) -> int:
         print(f"triton-compile-check: no recorded launches in {args.dir} (run the tests with "
               f"FASTNOISE_TRITON_RECORD={args.dir})", file=sys.stderr)
         return 2
+    _worker_init()  # this process imports the kernel modules too (their gpu_launch_args)
+    recorded = len(recs)
+    recs = _with_gpu_variants(recs)
     t0 = time.perf_counter()
     jobs = [(r, a) for r in recs for a in archs]
     with cf.ProcessPoolExecutor(args.jobs, initializer=_worker_init) as ex:
@@ -224,13 +248,15 @@ def main(argv=None) -> int:
         k[2] += secs
         if not ok:
             failures.append((rec, arch, msg))
-    print(f"triton-compile-check: {len(recs)} distinct launch signatures from {len(files)} file(s), "
-          f"targets sm_{', sm_'.join(map(str, archs))}, {len(jobs)} compilations in {time.perf_counter() - t0:.0f} s")
+    print(f"triton-compile-check: {recorded} distinct launch signatures from {len(files)} file(s) + "
+          f"{len(recs) - recorded} GPU launch configurations of them, targets sm_{', sm_'.join(map(str, archs))}, "
+          f"{len(jobs)} compilations in {time.perf_counter() - t0:.0f} s")
     for name in sorted(per_kernel):
         n, bad, secs = per_kernel[name]
         print(f"  {name:55s} {n:4d} compiled  {bad:3d} failed  {secs:6.1f} s")
     for rec, arch, msg in failures:
-        print(f"\nFAILED sm_{arch} {rec['module']}.{rec['kernel']} ({_short(rec)}):\n  {msg}")
+        launch = " (GPU launch configuration)" if rec.get("variant") == "gpu" else ""
+        print(f"\nFAILED sm_{arch} {rec['module']}.{rec['kernel']}{launch} ({_short(rec)}):\n  {msg}")
     return 1 if failures else 0
 
 

@@ -11,6 +11,9 @@ written in place), so the kernels keep their loops and only the index arithmetic
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
 import triton
 import triton.language as tl
 
@@ -78,3 +81,30 @@ def dot_chunk(a, wt, acc, CAST: tl.constexpr, ACC: tl.constexpr):
 def add_bias(acc, b_ptr, n, cvalid, ACC: tl.constexpr):
     """acc + bias[n] per column."""
     return acc + tl.load(b_ptr + n, mask=cvalid, other=0.0).to(ACC)[None, :]
+
+
+# ---- host side: the launch configuration of the two implicit-GEMM kernels ------------------------------------
+
+def gemm_blocks(on_gpu: bool, dtype: torch.dtype) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K): 32 x 32 x 32 in the interpreter (few, large programs); on a GPU 64 x 64 x 32,
+    or 32 x 32 x 16 for float64."""
+    if not on_gpu:
+        return 32, 32, 32
+    if dtype == torch.float64:
+        return 32, 32, 16
+    return 64, 64, 32
+
+
+_TORCH_DTYPE = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def gpu_launch_args(args: dict, cast: Callable[[bool, torch.dtype], bool]) -> dict:
+    """The arguments an implicit-GEMM kernel takes on a GPU for a call recorded in the interpreter
+    (tools/triton_compile_check.py's format: name -> [kind, value]): the GPU's block sizes, ``cast(True, dtype)``
+    for CAST, and the output in the input's dtype (the interpreter's bfloat16 runs are emulated in float32)."""
+    dtype = args["x_ptr"][1]
+    bm, bn, bk = gemm_blocks(True, _TORCH_DTYPE[dtype])
+    out = dict(args)
+    out.update(BLOCK_M=["value", bm], BLOCK_N=["value", bn], BLOCK_K=["value", bk],
+               CAST=["value", cast(True, _TORCH_DTYPE[dtype])], out_ptr=["ptr", dtype])
+    return out

@@ -33,7 +33,8 @@ import triton.language as tl
 from fastnoise.ops.noise_conv import (IN_MUL, IN_NONE, NEED_BIAS, NEED_IN_A, NEED_IN_B, NEED_OUT_SIGMA, NEED_W,
                                       NEED_W_ALPHA, NEED_X, OUT_NONE, W_NONE, W_REPLACE, Config, _out_shape, layout)
 
-from ._conv_tile import add_bias, conv_rows, dot_chunk, flat_rows, patch_chunk, tile_columns, weight_chunk
+from ._conv_tile import (add_bias, conv_rows, dot_chunk, flat_rows, gemm_blocks, gpu_launch_args as _gpu_launch_args,
+                         patch_chunk, tile_columns, weight_chunk)
 from .noise import OP_ADD, OP_MUL, noise_backward as _noise_backward, noise_forward as _noise_forward
 from .philox import load_state, normal_at
 from .rng import philox as _philox
@@ -192,12 +193,14 @@ class _Call:
                                                                                 self.md)
 
 
-def _blocks(device: torch.device, dtype: torch.dtype) -> tuple[int, int, int]:
-    if device.type != "cuda":
-        return 32, 32, 32   # the interpreter: few, large programs
-    if dtype == torch.float64:
-        return 32, 32, 16
-    return 64, 64, 32
+def _cast(on_gpu: bool, dtype: torch.dtype) -> bool:
+    """CAST of `_noise_conv_kernel`: operands to ACC in the kernel (the interpreter; float64 everywhere)."""
+    return not on_gpu or dtype == torch.float64
+
+
+def gpu_launch_args(kernel: str, args: dict) -> dict:
+    """The GPU's arguments for a launch recorded in the interpreter (tools/triton_compile_check.py)."""
+    return _gpu_launch_args(args, _cast) if kernel == "_noise_conv_kernel" else args
 
 
 def _gemm(call: _Call, wp: torch.Tensor, in_mode: int, fin, pa, pb, out_mode: int, fout, po) -> torch.Tensor:
@@ -208,13 +211,14 @@ def _gemm(call: _Call, wp: torch.Tensor, in_mode: int, fin, pa, pb, out_mode: in
     groups = call.groups
     # the interpreter mishandles bfloat16 (tl.dot on its raw storage, truncating casts): there every
     # operand goes to float32 in the kernel and the float32 result is rounded by torch (as sampled.py)
-    emulate = x.device.type != "cuda"
+    on_gpu = x.device.type == "cuda"
+    emulate = not on_gpu
     out = torch.empty(call.y_shape, dtype=torch.float32 if emulate and x.dtype == torch.bfloat16 else x.dtype,
                       device=x.device)
     if out.numel() == 0:
         return out.to(x.dtype)
     Ng = N // groups
-    bm, bn, bk = _blocks(x.device, x.dtype)
+    bm, bn, bk = gemm_blocks(on_gpu, x.dtype)
     n_tiles_n = triton.cdiv(Ng, bn)
     acc = tl.float64 if x.dtype == torch.float64 else tl.float32
     dummy = call.state
@@ -230,7 +234,7 @@ def _gemm(call: _Call, wp: torch.Tensor, in_mode: int, fin, pa, pb, out_mode: in
         max(pa.numel(), 1) if pa is not None else 1, c.in_inner_a, max(pb.numel(), 1) if pb is not None else 1,
         c.in_inner_b, max(po.numel(), 1) if po is not None else 1, c.out_inner, call.lay.base_in, call.lay.base_out,
         Kg=Cg * kh * kw, KH=kh, KW=kw, IN_MODE=in_mode, OUT_MODE=out_mode, HAS_BIAS=bias is not None,
-        CAST=emulate or x.dtype == torch.float64, ACC=acc, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+        CAST=_cast(on_gpu, x.dtype), ACC=acc, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     return out.to(x.dtype)
 
 

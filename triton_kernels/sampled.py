@@ -33,7 +33,8 @@ from fastnoise import _checks
 from fastnoise.ops.sampled import _check_bias, _check_mask, _conv_args
 from fastnoise.reference.sampled import sampled_conv2d_backward, sampled_linear_backward
 
-from ._conv_tile import add_bias, conv_rows, dot_chunk, flat_rows, patch_chunk, tile_columns, weight_chunk
+from ._conv_tile import (add_bias, conv_rows, dot_chunk, flat_rows, gemm_blocks, gpu_launch_args as _gpu_launch_args,
+                         patch_chunk, tile_columns, weight_chunk)
 
 __all__ = ["sampled_linear", "sampled_conv2d", "channel_conv2d", "sampled_linear_backward",
            "sampled_conv2d_backward"]
@@ -84,12 +85,14 @@ def _sampled_gemm_kernel(
     tl.store(out_ptr + o_off, res.to(out_ptr.dtype.element_ty), mask=rvalid[:, None] & cvalid[None, :])
 
 
-def _blocks(device: torch.device, dtype: torch.dtype) -> tuple[int, int, int]:
-    if device.type != "cuda":
-        return 32, 32, 32   # the interpreter: few, large programs
-    if dtype == torch.float64:
-        return 32, 32, 16
-    return 64, 64, 32
+def _cast(on_gpu: bool, dtype: torch.dtype) -> bool:
+    """CAST of `_sampled_gemm_kernel`: bfloat16 operands to float32 in the interpreter only (`_launch`)."""
+    return not on_gpu and dtype == torch.bfloat16
+
+
+def gpu_launch_args(kernel: str, args: dict) -> dict:
+    """The GPU's arguments for a launch recorded in the interpreter (tools/triton_compile_check.py)."""
+    return _gpu_launch_args(args, _cast) if kernel == "_sampled_gemm_kernel" else args
 
 
 def _launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], mask: torch.Tensor,
@@ -102,13 +105,14 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     # The interpreter (CPU tensors) mishandles bfloat16: tl.dot multiplies its raw uint16 storage and
     # the float32 -> bfloat16 cast truncates. There, bfloat16 operands are cast to float32 in the kernel
     # and the result is stored in float32, then rounded (to nearest even) by torch.
-    emulate_bf16 = x.device.type != "cuda" and x.dtype == torch.bfloat16
+    on_gpu = x.device.type == "cuda"
+    emulate_bf16 = _cast(on_gpu, x.dtype)
     out = torch.empty((B, N, Ho, Wo), dtype=torch.float32 if emulate_bf16 else x.dtype, device=x.device)
     if out.numel() == 0:
         return out.to(x.dtype)
     Ng, L = N // groups, Ho * Wo
     Kg = Cg * kh * kw
-    bm, bn, bk = _blocks(x.device, x.dtype)
+    bm, bn, bk = gemm_blocks(on_gpu, x.dtype)
     n_tiles_n = triton.cdiv(Ng, bn)
     if channel:
         kg = mask.reshape(B, groups, Ng)
