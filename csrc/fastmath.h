@@ -129,19 +129,27 @@ FN_VINLINE void sincos_fast(F t, F* s, F* c) {
   *c = select(((q + 1) & 2) != 0, -cv, cv);
 }
 
-// floor(v) for |v| < 2^31 and y * 2^n (integral n in [-151, 128], y in [0.5, 2]; one rounding) of a scalar:
-// the portable forms, which nat::floor / nat::scale_pow2 compute in one instruction where the ISA has one (the
-// same bits: floor is exact, and the scaling rounds once either way).
-FN_VINLINE float floor_t(float v) {
-  const float t = to_float(trunc_int(v));
-  return t > v ? t - 1.0f : t;
+// floor(v) for |v| < 2^31 (truncation, one down where that rounded up: exact) and y * 2^n for an integral n in
+// [-151, 128] and y in [0.5, 2] (two exact power-of-two factors 2^floor(n/2), 2^(n - floor(n/2)), each a
+// normal float, so only the second product rounds: correctly rounded, denormal results included), for a
+// scalar or a native vector; one instruction where the ISA has one (nat::floor, nat::scale_pow2: the same bits).
+template <typename F>
+FN_VINLINE F floor_t(F v) {
+  const F t = to_float(trunc_int(v));
+  return select(t > v, t - 1.0f, t);
 }
-FN_VINLINE float scale_pow2_t(float y, float n) {
-  const int32_t k = trunc_int(n), k1 = k >> 1, k2 = k - k1;  // two factors keep each power of two normal
+template <typename F>
+FN_VINLINE F scale_pow2_t(F y, F n) {
+  using I = IntOf<F>;
+  const I k = trunc_int(n), k1 = k >> 1, k2 = k - k1;
   return y * as_float((k1 + 127) << 23) * as_float((k2 + 127) << 23);
 }
+#if defined(FN_NAT_HAS_FLOOR)
 FN_VINLINE nat::f32 floor_t(nat::f32 v) { return nat::floor(v); }
+#endif
+#if defined(FN_NAT_HAS_SCALEF)
 FN_VINLINE nat::f32 scale_pow2_t(nat::f32 y, nat::f32 n) { return nat::scale_pow2(y, n); }
+#endif
 
 // exp(x) (Cephes expf) of a scalar or a native vector: overflow to inf, underflow to 0 / denormals, NaN
 // propagates (through c and r: no select on x). Branch-free with selects only (a loop of the scalar

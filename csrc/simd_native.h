@@ -109,33 +109,25 @@ FN_VINLINE void store(float* p, f32 v) { memcpy(p, &v, sizeof(v)); }
 FN_VINLINE f32 to_float(i32 v) { return __builtin_convertvector(v, f32); }
 FN_VINLINE i32 trunc_int(f32 v) { return __builtin_convertvector(v, i32); }  // toward zero, as a C cast
 
-// floor(v) for |v| < 2^31 (exact: the same bits on every path). One rounding instruction with SSE4.1 / AVX /
-// AVX-512; else truncation toward zero, one down where that rounded up.
+// floor(v) (exact) and y * 2^n (integral n, one rounding, denormal results included) in one instruction, where
+// the ISA has one: FN_NAT_HAS_FLOOR / FN_NAT_HAS_SCALEF say so. csrc/fastmath.h falls back to its portable
+// forms elsewhere; both give the same bits.
+#if defined(FN_NAT_AVX512F) || defined(FN_NAT_AVX) || (defined(FN_NAT_SSE2) && defined(__SSE4_1__))
+#define FN_NAT_HAS_FLOOR 1
 FN_VINLINE f32 floor(f32 v) {
 #if defined(FN_NAT_AVX512F)
   return (f32)_mm512_roundscale_ps((__m512)v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 #elif defined(FN_NAT_AVX)
   return (f32)_mm256_floor_ps((__m256)v);
-#elif defined(FN_NAT_SSE2) && defined(__SSE4_1__)
+#else
   return (f32)_mm_floor_ps((__m128)v);
-#else
-  const f32 t = to_float(trunc_int(v));
-  return t > v ? t - 1.0f : t;
 #endif
 }
-
-// y * 2^n for an integral float n in [-151, 128] and y in [0.5, 2] (or NaN / inf), correctly rounded (one
-// rounding, also where the result is a denormal): AVX-512's scalef; else two exact power-of-two factors
-// 2^floor(n/2) and 2^(n - floor(n/2)), each a normal float, so only the second product rounds. The same
-// bits on every path.
-FN_VINLINE f32 scale_pow2(f32 y, f32 n) {
+#endif
 #if defined(FN_NAT_AVX512F)
-  return (f32)_mm512_scalef_ps((__m512)y, (__m512)n);
-#else
-  const i32 k = trunc_int(n), k1 = k >> 1, k2 = k - k1;
-  return y * (f32)((k1 + 127) << 23) * (f32)((k2 + 127) << 23);
+#define FN_NAT_HAS_SCALEF 1
+FN_VINLINE f32 scale_pow2(f32 y, f32 n) { return (f32)_mm512_scalef_ps((__m512)y, (__m512)n); }
 #endif
-}
 
 // Compile-time lane permutations (GCC >= 12 / Clang __builtin_shufflevector with index packs).
 template <int... L>
