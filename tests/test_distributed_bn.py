@@ -145,8 +145,9 @@ def test_resnet_on_cifar_shaped_data_two_ranks_match_one_process(tmp_path):
     # BatchNorm layers and 6 SGD steps on random images. How far rounding alone moves this training is
     # measured in the same run: the single process again with 2 threads instead of 1 (the float64 step
     # above is exact to 1e-9). Measured: Zen 1 (AVX2) ranks vs one process up to 1.1e-4; Zen 5 (AVX-512)
-    # 7.7e-3 with the thread control at 2.6e-3. The unsynchronized BatchNorm is off by up to 0.66 (the
-    # digits test's issue measurement).
+    # 7.7e-3 with the thread control at 2.6e-3, and (2026-12-02, fourth session) 7.6e-3 with the control at
+    # only 9.3e-4, so 5x the control alone is not a bound: the floor is 2e-2, still 33x below the
+    # unsynchronized BatchNorm's error of up to 0.66 (the digits test's issue measurement).
     torch.set_num_threads(2)
     try:
         fit(_cifar_cfg(tmp_path / "data", tmp_path / "single2", False))
@@ -154,7 +155,7 @@ def test_resnet_on_cifar_shaped_data_two_ranks_match_one_process(tmp_path):
         torch.set_num_threads(1)
     two = load_file(str(weights_path(tmp_path / "single2" / "last.json")))
     floor = max(float((one[k] - two[k]).abs().max()) for k in one if one[k].is_floating_point())
-    _close({k: ranks[0][k] for k in one}, one, atol=max(3e-4, 5 * floor))
+    _close({k: ranks[0][k] for k in one}, one, atol=max(2e-2, 5 * floor))
     assert int(one["1.bn1.num_batches_tracked"]) == 6  # 3 steps per epoch, nothing padded or dropped
 
 
